@@ -1,0 +1,195 @@
+"""The observer interface: how the LLM layer and the orchestrator report what they do, without knowing who listens.
+
+Producers (the LLM layer, the orchestrator, tools) emit records to `hub`; sinks (`traces`, `costs`) register an
+`Observer` in their `AppConfig.ready()`. Dependencies point one way: producers import this module, never the sinks.
+
+Rules for observers:
+- `on_span` / `on_llm_call` run on the caller's hot path, possibly inside an event loop: they must be cheap and
+  must not touch the database synchronously; buffer, and write in `flush()`.
+- `before_llm_call` is the one place an observer may refuse a call, by raising a `PlatformError`
+  (e.g. `BUDGET_EXCEEDED`); the async variant is awaited by async callers.
+- An observer that fails is logged, never raised into the call (except the refusal above).
+- `flush()` is called at the end of every request and every task and at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from agent_platform.api.errors import PlatformError
+from agent_platform.observability.context import Caller
+
+logger = logging.getLogger("agent_platform.observability")
+
+
+class SpanKind:
+    AGENT_RUN = "agent_run"
+    LLM = "llm"
+    TOOL = "tool"
+    RETRIEVAL = "retrieval"
+    WORKFLOW_STEP = "workflow_step"
+    CUSTOM = "custom"
+    CHOICES = (AGENT_RUN, LLM, TOOL, RETRIEVAL, WORKFLOW_STEP, CUSTOM)
+
+
+@dataclass
+class SpanRecord:
+    """One finished span (not LLM calls: those arrive as `LLMCallRecord`)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    kind: str
+    name: str
+    started_at: datetime
+    ended_at: datetime
+    status: str = "ok"  # "ok" | "error" | "cancelled"
+    error_code: str | None = None
+    error_message: str | None = None
+    input: Any = None
+    output: Any = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    caller: Caller = field(default_factory=Caller)
+
+
+@dataclass
+class LLMCallEstimate:
+    """What is known before an attempt: enough to reserve budget."""
+
+    attempt_id: str
+    endpoint: str
+    model: str
+    provider: str
+    estimated_input_tokens: int
+    max_output_tokens: int
+    caller: Caller = field(default_factory=Caller)
+
+
+@dataclass
+class LLMCallRecord:
+    """One LLM call attempt (each retry and each fallback is its own record), success or failure."""
+
+    attempt_id: str  # equals the estimate's attempt_id
+    call_id: str  # shared by every attempt of one logical call
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    endpoint: str
+    model: str
+    provider: str
+    started_at: datetime
+    ended_at: datetime
+    messages: list[dict[str, Any]]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    output: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    latency_ms: float = 0.0
+    time_to_first_token_ms: float | None = None
+    stream: bool = False
+    status: str = "ok"  # "ok" | "error"
+    error_code: str | None = None
+    error_message: str | None = None
+    attempt: int = 1
+    is_fallback: bool = False
+    cache_hit: bool = False  # served from the response cache: nothing billed
+    billable: bool = True  # False for mock endpoints, cache hits and attempts that never reached the vendor
+    caller: Caller = field(default_factory=Caller)
+
+
+class Observer:
+    """Base class for sinks; override what you need."""
+
+    name = "observer"
+
+    def before_llm_call(self, estimate: LLMCallEstimate) -> None:
+        return None
+
+    async def abefore_llm_call(self, estimate: LLMCallEstimate) -> None:
+        return self.before_llm_call(estimate)
+
+    def on_llm_call(self, record: LLMCallRecord) -> dict[str, Any] | None:
+        """May return annotations for the caller, e.g. {"cost": Decimal("0.0012")}."""
+        return None
+
+    def on_span(self, record: SpanRecord) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
+
+
+class ObserverHub:
+    def __init__(self) -> None:
+        self._observers: list[Observer] = []
+        self._lock = threading.Lock()
+
+    @property
+    def observers(self) -> tuple[Observer, ...]:
+        return tuple(self._observers)
+
+    def register(self, observer: Observer) -> None:
+        with self._lock:
+            if observer not in self._observers:
+                self._observers = [*self._observers, observer]
+
+    def unregister(self, observer: Observer) -> None:
+        with self._lock:
+            self._observers = [o for o in self._observers if o is not observer]
+
+    def before_llm_call(self, estimate: LLMCallEstimate) -> None:
+        for observer in self._observers:
+            try:
+                observer.before_llm_call(estimate)
+            except PlatformError:
+                raise
+            except Exception:
+                logger.exception("observer %s failed in before_llm_call", observer.name)
+
+    async def abefore_llm_call(self, estimate: LLMCallEstimate) -> None:
+        for observer in self._observers:
+            try:
+                await observer.abefore_llm_call(estimate)
+            except PlatformError:
+                raise
+            except Exception:
+                logger.exception("observer %s failed in abefore_llm_call", observer.name)
+
+    def emit_llm_call(self, record: LLMCallRecord) -> dict[str, Any]:
+        annotations: dict[str, Any] = {}
+        for observer in self._observers:
+            try:
+                result = observer.on_llm_call(record)
+            except Exception:
+                logger.exception("observer %s failed in on_llm_call", observer.name)
+                continue
+            if result:
+                annotations.update(result)
+        return annotations
+
+    def emit_span(self, record: SpanRecord) -> None:
+        for observer in self._observers:
+            try:
+                observer.on_span(record)
+            except Exception:
+                logger.exception("observer %s failed in on_span", observer.name)
+
+    def flush(self) -> None:
+        for observer in self._observers:
+            try:
+                observer.flush()
+            except Exception:
+                logger.exception("observer %s failed to flush", observer.name)
+
+
+hub = ObserverHub()
+
+__all__ = ["LLMCallEstimate", "LLMCallRecord", "Observer", "SpanKind", "SpanRecord", "hub"]

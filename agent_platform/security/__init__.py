@@ -1,0 +1,1 @@
+"""Security helpers: credential encryption (`crypto`), provider key sources (`credentials`), the PII filter (`pii`)."""

@@ -1,0 +1,170 @@
+"""The chat websocket `/ws/chat/<agent_slug>/`.
+
+Client → server (JSON):
+    {"type": "message", "text": "...", "conversation_id": "<uuid>"?}   start a run on this agent
+    {"type": "resume", "run_id": "<uuid>", "after_seq": 12}             replay stored events after a sequence number
+    {"type": "cancel", "run_id": "<uuid>"}
+    {"type": "ping"}
+Server → client:
+    {"type": "run", "run_id", "conversation_id", "trace_id"}             the run was created
+    {"type": "event", "run_id", "seq", "type"..}  — sent as {"type": "event", "event": {run_id, seq, type, data}}
+    {"type": "error", "error": {"code", "message", "details"}}
+    {"type": "pong"}
+
+With a broker, the worker publishes the run's events to the group `run.<run_id>` and this consumer relays them; on
+the embedded default the run executes in this process and its events go straight to the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from agent_platform.api.errors import PlatformError, error_body
+from agents import selectors, services
+
+logger = logging.getLogger("agents.chat")
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        slug = self.scope["url_route"]["kwargs"]["agent_slug"]
+        try:
+            self.agent = await database_sync_to_async(selectors.agent_get)(slug=slug, user=user)
+        except PlatformError:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self.user = user
+        self.closed = False
+        self.groups_joined: set[str] = set()
+        self.local_runs: set[asyncio.Task] = set()
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        self.closed = True
+        for group in list(getattr(self, "groups_joined", ())):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        # In-process runs keep going so their answer is stored; they just stop sending to this socket.
+
+    # --- client messages ---------------------------------------------------------------------------------------
+    async def receive_json(self, content: Any, **kwargs) -> None:
+        kind = content.get("type") if isinstance(content, dict) else None
+        try:
+            if kind == "message":
+                await self._start(content)
+            elif kind == "resume":
+                await self._resume(content)
+            elif kind == "cancel":
+                await self._cancel(content)
+            elif kind == "ping":
+                await self.send_json({"type": "pong"})
+            else:
+                raise PlatformError(
+                    'type must be one of "message", "resume", "cancel", "ping".', code="VALIDATION_ERROR", field="type"
+                )
+        except PlatformError as exc:
+            await self._send_error(exc)
+
+    async def _send_error(self, exc: PlatformError) -> None:
+        await self.send_json({"type": "error", **error_body(code=exc.code, message=exc.message, details=exc.details)})
+
+    def _create_run(self, text: Any, conversation_id: Any, run_id: uuid.UUID | None = None, dispatch: bool = False):
+        if not isinstance(text, str) or not text.strip():
+            raise PlatformError("text must be a non-empty string.", code="VALIDATION_ERROR", field="text")
+        conversation = None
+        if conversation_id:
+            conversation = selectors.conversation_get(conversation_id=conversation_id, user=self.user)
+        agent = selectors.agent_get(slug=self.agent.slug, user=self.user)  # re-read: it may have been disabled
+        services.runs_reap_inline()
+        run = services.run_create(agent=agent, input=text, conversation=conversation, user=self.user, run_id=run_id)
+        if dispatch:
+            services.run_dispatch(run=run)
+        return run
+
+    async def _start(self, content: dict) -> None:
+        # thread_sensitive=False: many sockets starting runs at once do their database work in parallel threads
+        create = database_sync_to_async(self._create_run, thread_sensitive=False)
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            run = await create(content.get("text"), content.get("conversation_id"))
+            await self.send_json(self._ack(run))
+            task = asyncio.create_task(services.run_execute_async(run.id, on_event=self._send_event))
+            self.local_runs.add(task)
+            task.add_done_callback(self.local_runs.discard)
+            return
+        # The run's id is chosen here so that this socket subscribes to its events before the worker can publish
+        # any; then one trip to a database thread creates the run and hands it to Celery.
+        run_id = uuid.uuid4()
+        group = services.run_group(run_id)
+        await self._join(group)
+        try:
+            run = await create(content.get("text"), content.get("conversation_id"), run_id, True)
+        except BaseException:
+            await self._leave(group)
+            raise
+        await self.send_json(self._ack(run))  # still before any event: group messages wait until this handler returns
+
+    @staticmethod
+    def _ack(run) -> dict:
+        return {
+            "type": "run",
+            "run_id": str(run.id),
+            "conversation_id": str(run.conversation_id),
+            "trace_id": run.trace_id,
+        }
+
+    async def _join(self, group: str) -> None:
+        if group not in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_joined.add(group)
+
+    async def _leave(self, group: str) -> None:
+        if group in self.groups_joined:
+            self.groups_joined.discard(group)
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def _resume(self, content: dict) -> None:
+        after = content.get("after_seq", 0)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise PlatformError("after_seq must be a non-negative integer.", code="VALIDATION_ERROR", field="after_seq")
+        run = await database_sync_to_async(selectors.run_get)(run_id=content.get("run_id"), user=self.user)
+        if not run.is_finished and not settings.CELERY_TASK_ALWAYS_EAGER:
+            await self._join(services.run_group(run.id))
+        events = await database_sync_to_async(selectors.run_events_since)(run=run, after_seq=after)
+        for event in events:
+            await self.send_json({"type": "event", "replay": True, "event": event})
+
+    async def _cancel(self, content: dict) -> None:
+        run = await database_sync_to_async(selectors.run_get)(run_id=content.get("run_id"), user=self.user)
+        await database_sync_to_async(services.run_cancel)(run=run)
+
+    # --- run events ---------------------------------------------------------------------------------------------
+    async def _send_event(self, event: dict) -> None:
+        if self.closed:
+            return
+        try:
+            await self.send_json({"type": "event", "event": event})
+        except Exception:  # the socket went away mid-run; the run goes on and is stored
+            self.closed = True
+
+    async def run_event(self, message: dict) -> None:
+        """Channel-layer handler for {"type": "run.event", "event": {...}} published by a worker."""
+        event = message["event"]
+        await self._send_event(event)
+        if event.get("type") in services.TERMINAL_EVENTS:
+            group = services.run_group(event.get("run_id"))
+            if group in self.groups_joined:
+                self.groups_joined.discard(group)
+                await self.channel_layer.group_discard(group, self.channel_name)

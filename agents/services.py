@@ -1,0 +1,821 @@
+"""Writes: agent definitions, conversations, runs (start, execute, cancel, reap), the catalog loader, health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from agent_platform.api.errors import PlatformError
+from agent_platform.llm import client as llm
+from agent_platform.observability.context import current_trace, new_trace_id
+from agents import memory
+from agents.models import AgentDefinition, Conversation, Message, Run, RunEvent, RunStatus
+from agents.orchestrator import AgentEvent, AgentSpec, Orchestrator
+from agents.rendering import render_markdown
+
+logger = logging.getLogger("agents.runs")
+
+MAX_INPUT_CHARS = 100_000
+ATTEMPT_SEQ_STRIDE = 1_000_000  # attempt n numbers its events from (n-1)*stride+1: a retry never reuses a seq
+EVENT_FLUSH_EVERY = 50
+EVENT_FLUSH_SECONDS = 0.25
+TERMINAL_EVENTS = ("final", "error")
+
+
+def _setting(name: str, default: Any) -> Any:
+    """A tunable: Django setting, else environment variable, else the default (cast to its type)."""
+    value = getattr(settings, name, None)
+    if value is None:
+        raw = os.environ.get(name)
+        value = type(default)(raw) if raw not in (None, "") else default
+    return value
+
+
+def _async_commit() -> None:
+    """Inside a transaction on PostgreSQL: do not wait for the WAL flush at commit (~4 ms here on every commit).
+
+    Used for the run's hot-path bookkeeping (creating and claiming a run, heartbeats, streamed events). A database
+    crash may lose the last fraction of a second of these, never corrupt them; the reaper re-dispatches a queued run
+    that nobody claimed. Turn off with AGENT_RUN_ASYNC_COMMIT=false. Outcomes (run_finish) always commit durably."""
+    if settings.USING_POSTGRES and str(_setting("AGENT_RUN_ASYNC_COMMIT", "true")).lower() not in ("0", "false", "no"):
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
+def run_group(run_id: Any) -> str:
+    """The channel-layer group a run's events are published to."""
+    return f"run.{run_id}"
+
+
+# --- agent definitions ---------------------------------------------------------------------------------------
+
+AGENT_FIELDS = (
+    "slug", "name", "description", "category", "model_endpoint", "system_prompt_name", "system_prompt_label",
+    "system_prompt_text", "parameters", "tools", "memory", "mode", "max_iterations", "max_total_tokens",
+    "max_wall_seconds", "pii_mask", "enabled",
+)  # fmt: skip
+
+
+@transaction.atomic
+def agent_create(*, data: dict[str, Any], owner=None, team=None) -> AgentDefinition:
+    agent = AgentDefinition(owner=owner, team=team, **{k: v for k, v in data.items() if k in AGENT_FIELDS})
+    agent.save()
+    return agent
+
+
+@transaction.atomic
+def agent_update(*, agent: AgentDefinition, data: dict[str, Any]) -> AgentDefinition:
+    changed = []
+    for key, value in data.items():
+        if key in (*AGENT_FIELDS, "team") and getattr(agent, key) != value:
+            setattr(agent, key, value)
+            changed.append(key)
+    if changed:
+        agent.save()
+    return agent
+
+
+@transaction.atomic
+def agent_delete(*, agent: AgentDefinition) -> None:
+    agent.delete()
+
+
+def _rendered_text(rendered: Any) -> str:
+    text = getattr(rendered, "text", None)
+    if text:
+        return text
+    messages = getattr(rendered, "messages", None) or []
+    return "\n\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "system")
+
+
+def agent_spec_build(*, agent: AgentDefinition, question: str = "") -> AgentSpec:
+    """The agent with its system prompt rendered from the prompt store (or its inline text).
+
+    The prompt is rendered with `agent_name`/`assistant_name`, `agent_slug`, `tools` and `question` (the run's
+    input); only the system messages of a chat prompt are used (the conversation supplies the rest)."""
+    system = agent.system_prompt_text
+    endpoint = agent.model_endpoint
+    params = dict(agent.parameters or {})
+    params.pop("prompt_variables", None)
+    prompt_name: str | None = None
+    prompt_version: int | None = None
+    ab_variant: str | None = None
+    if agent.system_prompt_name:
+        try:
+            from prompts.services import render_prompt
+        except ImportError:
+            render_prompt = None
+        if render_prompt is None:
+            if not system:
+                raise PlatformError(
+                    f"Agent {agent.slug!r} uses stored prompt {agent.system_prompt_name!r}, but the prompt store is "
+                    "not available.",
+                    code="PROMPT_NOT_FOUND",
+                    field="system_prompt_name",
+                )
+        else:
+            try:
+                variables = {
+                    "agent_name": agent.name,
+                    "assistant_name": agent.name,
+                    "agent_slug": agent.slug,
+                    "tools": list(agent.tools or []),
+                    "question": question,
+                    **(agent.parameters or {}).get("prompt_variables", {}),
+                }
+                rendered = render_prompt(agent.system_prompt_name, variables, label=agent.system_prompt_label or None)
+            except PlatformError as exc:
+                if not system:
+                    raise
+                logger.warning("agent %s: stored prompt unavailable (%s); using inline text", agent.slug, exc.code)
+            else:
+                system = _rendered_text(rendered)
+                prompt_name, prompt_version = rendered.name, rendered.version
+                ab_variant = getattr(rendered, "ab_variant", None)
+                endpoint = endpoint or getattr(rendered, "model_endpoint", None) or ""
+                params = {**(getattr(rendered, "params", None) or {}), **params}
+    return AgentSpec(
+        id=agent.id,
+        slug=agent.slug,
+        name=agent.name,
+        model_endpoint=endpoint,
+        system_prompt=system,
+        parameters=params,
+        tools=list(agent.tools or []),
+        mode=agent.mode,
+        max_iterations=agent.max_iterations,
+        max_total_tokens=agent.max_total_tokens,
+        max_wall_seconds=float(agent.max_wall_seconds),
+        pii_mask=agent.pii_mask,
+        prompt_name=prompt_name,
+        prompt_version=prompt_version,
+        ab_variant=ab_variant,
+        team_id=agent.team_id,
+    )
+
+
+def agent_spec_for_slug(slug: str, user_id: int | None = None) -> AgentSpec:
+    """The spec of another agent a run calls as a tool: only one the run's user may see (none of others' own)."""
+    from django.contrib.auth import get_user_model
+
+    from agents.selectors import agents_visible_to
+
+    qs = AgentDefinition.objects.all()
+    if user_id is not None:
+        user = get_user_model().objects.filter(id=user_id).first()
+        qs = agents_visible_to(user) if user is not None else qs.none()
+    else:
+        qs = qs.filter(owner__isnull=True, team__isnull=True)
+    agent = qs.filter(slug=slug).first()
+    if agent is None:
+        raise PlatformError(f"No agent with slug {slug!r}.", code="AGENT_NOT_FOUND", field="agent")
+    if not agent.enabled:
+        raise PlatformError(f"Agent {slug!r} is disabled.", code="AGENT_DISABLED", field="agent")
+    return agent_spec_build(agent=agent)
+
+
+def _spec_loader(user_id: int | None):
+    async def load(slug: str) -> AgentSpec:
+        return await sync_to_async(agent_spec_for_slug)(slug, user_id)
+
+    return load
+
+
+def agent_health(*, agent: AgentDefinition, probe: bool = True) -> dict[str, Any]:
+    """Is the agent's endpoint configured, credentialed and answering? A probe is a 1-token completion."""
+    result: dict[str, Any] = {"agent": agent.slug, "endpoint": agent.model_endpoint, "enabled": agent.enabled}
+    try:
+        info = llm.model_info(endpoint=agent.model_endpoint)
+        result.update(model=info.model, provider=info.provider)
+        if probe:
+            started = time.perf_counter()
+            llm.complete(
+                endpoint=agent.model_endpoint,
+                messages=[{"role": "user", "content": "ping"}],
+                params={"max_tokens": 1},
+                timeout=10,
+            )
+            result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    except PlatformError as exc:
+        result.update(healthy=False, error={"code": exc.code, "message": exc.message})
+        return result
+    result["healthy"] = agent.enabled
+    if not agent.enabled:
+        result["error"] = {"code": "AGENT_DISABLED", "message": f"Agent {agent.slug!r} is disabled."}
+    return result
+
+
+# --- conversations ----------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def conversation_create(*, agent: AgentDefinition, user=None, title: str = "") -> Conversation:
+    return Conversation.objects.create(agent=agent, user=user, title=title[:200])
+
+
+@transaction.atomic
+def conversation_clear(*, conversation: Conversation) -> int:
+    deleted, _ = conversation.messages.all().delete()
+    Conversation.objects.filter(id=conversation.id).update(updated_at=timezone.now())
+    return deleted
+
+
+SUMMARY_RESERVE_TOKENS = 400
+
+
+def conversation_context(
+    *, run: Run, spec: AgentSpec, agent: AgentDefinition
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The run's conversation up to its own input, trimmed to the model's context window: (kept, dropped).
+
+    With the memory setting `"summarize": true` the dropped (oldest) messages are returned too, for the
+    orchestrator to summarise into one note; room for that note is kept free."""
+    settings_ = agent.memory or {}
+    max_messages = int(settings_.get("max_messages") or 100)
+    own = Message.objects.filter(run_id=run.id, role="user").order_by("id").values("id")[:1]
+    qs = Message.objects.filter(conversation_id=run.conversation_id, role__in=["user", "assistant"], id__lte=own)
+    rows = list(qs.order_by("-id")[:max_messages])[::-1]
+    messages = [m.as_llm_message() for m in rows] or [{"role": "user", "content": run.input}]
+    system = {"role": "system", "content": spec.system_prompt} if spec.system_prompt else None
+    budget = memory.context_budget(endpoint=spec.model_endpoint, memory=settings_, parameters=spec.parameters)
+    summarize = bool(settings_.get("summarize"))
+    if summarize:
+        budget = max(budget - SUMMARY_RESERVE_TOKENS, 1)
+    kept = memory.trim_messages(endpoint=spec.model_endpoint, system=system, messages=messages, budget=budget)
+    dropped = messages[: len(messages) - len(kept)] if summarize else []
+    return kept, dropped
+
+
+# --- runs -----------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def run_create(
+    *,
+    agent: AgentDefinition,
+    input: str,
+    conversation: Conversation | None = None,
+    user=None,
+    api_key_id: int | None = None,
+    run_id: uuid.UUID | None = None,
+) -> Run:
+    """A queued run with the user's message. `run_id`: the id to give it (a caller that subscribes to the run's
+    events before it exists chooses it); a new one by default."""
+    if not agent.enabled:
+        raise PlatformError(f"Agent {agent.slug!r} is disabled.", code="AGENT_DISABLED", field="agent")
+    if not isinstance(input, str) or not input.strip():
+        raise PlatformError("input must be a non-empty string.", code="VALIDATION_ERROR", field="input")
+    if len(input) > MAX_INPUT_CHARS:
+        raise PlatformError(
+            f"input is {len(input)} characters; the limit is {MAX_INPUT_CHARS}.", code="VALIDATION_ERROR", field="input"
+        )
+    _async_commit()
+    is_new = conversation is None
+    if conversation is None:
+        conversation = Conversation.objects.create(agent=agent, user=user, title=input.strip()[:80])
+    elif conversation.agent_id != agent.id:
+        raise PlatformError(
+            "conversation_id belongs to another agent.", code="VALIDATION_ERROR", field="conversation_id"
+        )
+    trace = current_trace()
+    run = Run.objects.create(
+        id=run_id or uuid.uuid4(),
+        agent=agent,
+        conversation=conversation,
+        user=user if user is not None and user.is_authenticated else None,
+        api_key_id=api_key_id,
+        input=input,
+        trace_id=trace.trace_id if trace else new_trace_id(),
+        celery_task_id=str(uuid.uuid4()),
+    )
+    Message.objects.create(conversation=conversation, role=Message.Role.USER, content=input, run=run)
+    if not is_new:
+        Conversation.objects.filter(id=conversation.id).update(updated_at=timezone.now())
+    return run
+
+
+def run_dispatch(*, run: Run) -> None:
+    """Hand the run to Celery (after the transaction commits), or execute it here on the embedded default."""
+    from agents.tasks import run_execute_task
+
+    if not run.celery_task_id or run.attempts:  # a re-queued run gets a new task id
+        run.celery_task_id = str(uuid.uuid4())
+        Run.objects.filter(id=run.id).update(celery_task_id=run.celery_task_id)
+    task_id = run.celery_task_id
+
+    def send() -> None:
+        run_execute_task.apply_async(args=[str(run.id)], task_id=task_id)
+
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        send()
+    else:
+        transaction.on_commit(send)
+
+
+def run_start(
+    *,
+    agent: AgentDefinition,
+    input: str,
+    conversation: Conversation | None = None,
+    user=None,
+    api_key_id: int | None = None,
+    wait: bool = False,
+    wait_seconds: float | None = None,
+) -> Run:
+    """Create a run and start it. With `wait`, return it finished (or as it is after `wait_seconds`)."""
+    runs_reap_inline()
+    run = run_create(agent=agent, input=input, conversation=conversation, user=user, api_key_id=api_key_id)
+    run_dispatch(run=run)
+    if wait:
+        return run_wait(run_id=run.id, timeout=wait_seconds or _setting("AGENT_RUN_WAIT_SECONDS", 120))
+    run.refresh_from_db()
+    return run
+
+
+def run_wait(*, run_id, timeout: float) -> Run:
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        run = Run.objects.select_related("agent").get(id=run_id)
+        if run.is_finished or time.monotonic() >= deadline:
+            return run
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.25)
+
+
+def run_claim(*, run_id) -> Run | None:
+    """Take a queued run (conditional UPDATE): a redelivered or duplicate task for a taken run does nothing."""
+    now = timezone.now()
+    with transaction.atomic():
+        _async_commit()
+        claimed = Run.objects.filter(id=run_id, status=RunStatus.QUEUED).update(
+            status=RunStatus.RUNNING,
+            started_at=now,
+            heartbeat_at=now,
+            attempts=F("attempts") + 1,
+            input_tokens=0,
+            output_tokens=0,
+            llm_calls=0,
+            cost=None,
+        )
+        if not claimed:
+            return None
+        return Run.objects.select_related("agent").get(id=run_id)
+
+
+def run_heartbeat(*, run_id) -> bool:
+    """Mark the run alive; False when it is no longer running here (cancelled or taken over)."""
+    with transaction.atomic():
+        _async_commit()
+        return bool(Run.objects.filter(id=run_id, status=RunStatus.RUNNING).update(heartbeat_at=timezone.now()))
+
+
+def _events_store_streamed(run_id, events: list[dict[str, Any]]) -> None:
+    """A batch of a running run's events (asynchronous commit: they are also published as they happen)."""
+    with transaction.atomic():
+        _async_commit()
+        _events_store(run_id, events)
+
+
+def _events_store(run_id, events: list[dict[str, Any]]) -> None:
+    if events:
+        RunEvent.objects.bulk_create(
+            [RunEvent(run_id=run_id, seq=e["seq"], type=e["type"], data=e["data"]) for e in events],
+            ignore_conflicts=True,
+        )
+
+
+@transaction.atomic
+def run_finish(*, run_id, orchestrator: Orchestrator, events: list[dict[str, Any]], cancelled: bool = False) -> Run:
+    """Store the outcome (conditional on the run still running here), the answer message and the last events."""
+    now = timezone.now()
+    totals = orchestrator.totals
+    common = {
+        "finished_at": now,
+        "heartbeat_at": now,
+        "input_tokens": totals.input_tokens,
+        "output_tokens": totals.output_tokens,
+        "llm_calls": totals.llm_calls,
+        "cost": totals.cost,
+        "prompt_name": orchestrator.spec.prompt_name or "",
+        "prompt_version": orchestrator.spec.prompt_version,
+    }
+    error = orchestrator.error
+    if cancelled:
+        Run.objects.filter(id=run_id, status__in=[RunStatus.RUNNING, RunStatus.CANCELLED]).update(
+            status=RunStatus.CANCELLED, error_code="RUN_CANCELLED", error_message="The run was cancelled.", **common
+        )
+    elif error is None:
+        updated = Run.objects.filter(id=run_id, status=RunStatus.RUNNING).update(
+            status=RunStatus.SUCCEEDED, output=orchestrator.output, **common
+        )
+        if updated:
+            run = Run.objects.only("conversation_id").get(id=run_id)
+            if run.conversation_id:
+                Message.objects.create(
+                    conversation_id=run.conversation_id,
+                    role=Message.Role.ASSISTANT,
+                    content=orchestrator.output,
+                    run_id=run_id,
+                )
+                Conversation.objects.filter(id=run.conversation_id).update(updated_at=now)
+    else:
+        Run.objects.filter(id=run_id, status=RunStatus.RUNNING).update(
+            status=RunStatus.FAILED, error_code=error.code, error_message=error.message, **common
+        )
+    _events_store(run_id, events)
+    return Run.objects.get(id=run_id)
+
+
+EventCallback = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class _EventSink:
+    """Publishes each event at once (to the socket or the channel layer) and stores them in batches."""
+
+    run_id: str
+    on_event: EventCallback | None
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    last_flush: float = field(default_factory=time.monotonic)
+
+    warmup: asyncio.Task | None = None
+    publish_failures: int = 0
+
+    def warm_up(self) -> None:
+        """Open the channel layer's connection (new in each task's event loop) while the run is being prepared."""
+        if self.on_event is not None:
+            return
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        if layer is not None:
+            self.warmup = asyncio.ensure_future(layer.group_send("agents.warmup", {"type": "noop"}))
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            await self.on_event(event)
+            return
+        if self.warmup is not None:
+            with contextlib.suppress(Exception):
+                await self.warmup
+            self.warmup = None
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        if layer is not None:
+            try:
+                await layer.group_send(run_group(self.run_id), {"type": "run.event", "event": event})
+            except Exception:  # the run goes on: its events are stored, clients fetch them by sequence number
+                self.publish_failures += 1
+                if self.publish_failures == 1:
+                    logger.warning("run %s: publishing events failed", self.run_id, exc_info=True)
+
+    async def add(self, event: dict[str, Any]) -> None:
+        self.pending.append(event)
+        await self.publish(event)
+        if len(self.pending) >= EVENT_FLUSH_EVERY or time.monotonic() - self.last_flush >= EVENT_FLUSH_SECONDS:
+            await self.flush()
+
+    async def flush(self) -> None:
+        batch, self.pending = self.pending, []
+        self.last_flush = time.monotonic()
+        if batch:
+            await sync_to_async(_events_store_streamed)(self.run_id, batch)
+
+
+def _event_dict(run_id: str, event: AgentEvent) -> dict[str, Any]:
+    return {"run_id": run_id, "seq": event.seq, "type": event.type, "data": event.data}
+
+
+def _claim_and_prepare(run_id) -> tuple[Run | None, AgentSpec | None, tuple[list, list], PlatformError | None]:
+    """One trip to the database thread: claim the run, then build its spec and context (or the reason it cannot)."""
+    run = run_claim(run_id=run_id)
+    if run is None:
+        return None, None, ([], []), None
+    try:
+        spec = agent_spec_build(agent=run.agent, question=run.input)
+        return run, spec, conversation_context(run=run, spec=spec, agent=run.agent), None
+    except PlatformError as exc:
+        return run, None, ([], []), exc
+
+
+async def run_execute_async(run_id, *, on_event: EventCallback | None = None) -> Run | None:
+    """Execute a queued run: claim it, stream the orchestrator's events, store the outcome. Idempotent."""
+    began = time.perf_counter()
+    sink = _EventSink(run_id=str(run_id), on_event=on_event)
+    sink.warm_up()
+    run, spec, (messages, dropped), problem = await sync_to_async(_claim_and_prepare)(run_id)
+    prepared = time.perf_counter()
+    if run is None:
+        logger.info("run %s is not queued; nothing to do", run_id)
+        if sink.warmup is not None:
+            with contextlib.suppress(Exception):
+                await sink.warmup
+        return None
+    rid = sink.run_id = str(run.id)
+    seq_start = (run.attempts - 1) * ATTEMPT_SEQ_STRIDE + 1
+    if problem is not None or spec is None:
+        exc = problem or PlatformError("The agent could not be prepared.", code="AGENT_EXECUTION_FAILED")
+        spec, messages = AgentSpec(slug=run.agent.slug, model_endpoint=run.agent.model_endpoint), []
+        orchestrator = Orchestrator(spec, messages, run_id=rid, trace_id=run.trace_id, seq_start=seq_start)
+        orchestrator.error = exc
+        event = {
+            "run_id": rid,
+            "seq": seq_start,
+            "type": "error",
+            "data": {"code": exc.code, "message": exc.message, "details": exc.details, "trace_id": run.trace_id},
+        }
+        finished = await sync_to_async(run_finish)(run_id=rid, orchestrator=orchestrator, events=[event])
+        await sink.publish(event)
+        return finished
+
+    orchestrator = Orchestrator(
+        spec,
+        messages,
+        run_id=rid,
+        conversation_id=str(run.conversation_id) if run.conversation_id else None,
+        user_id=run.user_id,
+        trace_id=run.trace_id,
+        agent_loader=_spec_loader(run.user_id),
+        seq_start=seq_start,
+        summarize=dropped or None,
+    )
+    terminal: dict[str, Any] | None = None
+    first_token: float | None = None
+
+    async def consume() -> None:
+        nonlocal terminal, first_token
+        async for event in orchestrator.events():
+            if first_token is None and event.type == "token":
+                first_token = time.perf_counter()
+            data = _event_dict(rid, event)
+            if event.type in TERMINAL_EVENTS:
+                if event.type == "final":
+                    data["data"]["html"] = render_markdown(orchestrator.output)
+                terminal = data
+                continue
+            await sink.add(data)
+
+    heartbeat_every = float(_setting("AGENT_RUN_HEARTBEAT_SECONDS", 2.0))
+    task = asyncio.create_task(consume())
+    cancelled = False
+    while not task.done():
+        done, _ = await asyncio.wait({task}, timeout=heartbeat_every)
+        if done:
+            break
+        if not await sync_to_async(run_heartbeat)(run_id=rid):
+            cancelled = True
+            task.cancel()
+            break
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not cancelled:
+            raise
+    if cancelled:
+        terminal = {
+            "run_id": rid,
+            "seq": orchestrator._seq + 1,
+            "type": "error",
+            "data": {"code": "RUN_CANCELLED", "message": "The run was cancelled.", **orchestrator.totals.as_dict()},
+        }
+    assert terminal is not None
+    if terminal["type"] == "final" or cancelled:
+        terminal["data"]["status"] = RunStatus.CANCELLED.value if cancelled else RunStatus.SUCCEEDED.value
+    finished = await sync_to_async(run_finish)(
+        run_id=rid, orchestrator=orchestrator, events=[*sink.pending, terminal], cancelled=cancelled
+    )
+    sink.pending = []
+    if terminal["type"] == "final" or cancelled:
+        terminal["data"]["status"] = finished.status
+    # where the time went, for operators and benchmarks (server-side, in ms)
+    terminal["data"]["timings_ms"] = {
+        "queued": round((run.started_at - run.created_at).total_seconds() * 1000, 1) if run.started_at else None,
+        "prepare": round((prepared - began) * 1000, 1),
+        "first_token": round((first_token - began) * 1000, 1) if first_token else None,
+        "total": round((time.perf_counter() - began) * 1000, 1),
+    }
+    await sink.publish(terminal)
+    return finished
+
+
+def run_execute(*, run_id) -> Run | None:
+    """Sync entry point (Celery task, eager or worker)."""
+    return async_to_sync(run_execute_async)(run_id)
+
+
+def run_cancel(*, run: Run) -> Run:
+    now = timezone.now()
+    was_queued = run.status == RunStatus.QUEUED
+    updated = Run.objects.filter(id=run.id, status__in=[RunStatus.QUEUED, RunStatus.RUNNING]).update(
+        status=RunStatus.CANCELLED, finished_at=now, error_code="RUN_CANCELLED", error_message="The run was cancelled."
+    )
+    if not updated:
+        raise PlatformError(f"Run {run.id} has already finished ({run.status}).", code="RUN_NOT_CANCELLABLE")
+    if was_queued:  # no worker is running it: write the terminal event here
+        last = RunEvent.objects.filter(run=run).aggregate(m=Max("seq"))["m"] or 0
+        event = {
+            "seq": last + 1,
+            "type": "error",
+            "data": {"code": "RUN_CANCELLED", "message": "The run was cancelled."},
+        }
+        _events_store(run.id, [event])
+        _publish_sync(run.id, event)
+    run.refresh_from_db()
+    return run
+
+
+def _publish_sync(run_id, event: dict[str, Any]) -> None:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    if layer is not None:
+        try:
+            async_to_sync(layer.group_send)(
+                run_group(run_id), {"type": "run.event", "event": {"run_id": str(run_id), **event}}
+            )
+        except Exception:
+            logger.warning("could not publish an event of run %s", run_id, exc_info=True)
+
+
+_last_inline_reap = 0.0
+
+
+def runs_reap_inline() -> None:
+    """On the embedded default no beat runs the reaper: reap from the request path, at most once a minute.
+
+    Runs left "running" by a process that died (a restarted server) are failed with RUN_WORKER_LOST, not re-run
+    inside somebody else's request."""
+    global _last_inline_reap
+    if not settings.CELERY_TASK_ALWAYS_EAGER or time.monotonic() - _last_inline_reap < 60:
+        return
+    _last_inline_reap = time.monotonic()
+    try:
+        runs_reap_stale(max_attempts=1)
+    except Exception:
+        logger.warning("inline reaping of stale runs failed", exc_info=True)
+
+
+def runs_reap_stale(*, stale_after: timedelta | None = None, max_attempts: int | None = None) -> dict[str, int]:
+    """Runs whose worker died (heartbeat older than `stale_after`): re-queue once, then fail with RUN_WORKER_LOST."""
+    stale_after = stale_after or timedelta(seconds=float(_setting("AGENT_RUN_STALE_SECONDS", 60)))
+    max_attempts = max_attempts or int(_setting("AGENT_RUN_MAX_ATTEMPTS", 2))
+    cutoff = timezone.now() - stale_after
+    report = {"requeued": 0, "failed": 0}
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        # a queued run nobody claimed (its task message lost with a broker restart): send it again; claiming is
+        # conditional, so a duplicate does nothing
+        queued_cutoff = timezone.now() - timedelta(seconds=float(_setting("AGENT_RUN_REDISPATCH_SECONDS", 600)))
+        for run in Run.objects.filter(status=RunStatus.QUEUED, created_at__lt=queued_cutoff).order_by("created_at")[
+            :100
+        ]:
+            run.celery_task_id = ""
+            run_dispatch(run=run)
+            report["redispatched"] = report.get("redispatched", 0) + 1
+    for run in Run.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).select_related("agent"):
+        if run.attempts < max_attempts:
+            with transaction.atomic():
+                taken = Run.objects.filter(id=run.id, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at).update(
+                    status=RunStatus.QUEUED, heartbeat_at=None
+                )
+                if taken:
+                    run_dispatch(run=run)
+            if taken:
+                logger.warning("run %s: worker lost; re-queued (attempt %d)", run.id, run.attempts + 1)
+                report["requeued"] += 1
+            continue
+        message = f"The worker executing this run stopped responding {run.attempts} times; giving up."
+        with transaction.atomic():
+            taken = Run.objects.filter(id=run.id, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at).update(
+                status=RunStatus.FAILED, error_code="RUN_WORKER_LOST", error_message=message, finished_at=timezone.now()
+            )
+            if taken:
+                seq = run.attempts * ATTEMPT_SEQ_STRIDE + 1
+                event = {"seq": seq, "type": "error", "data": {"code": "RUN_WORKER_LOST", "message": message}}
+                _events_store(run.id, [event])
+        if taken:
+            _publish_sync(run.id, event)
+            report["failed"] += 1
+    return report
+
+
+# --- catalog loader ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CatalogReport:
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    invalid: list[dict[str, str]] = field(default_factory=list)  # {"file", "field", "message", "slug"}
+
+
+def _read_definitions(path: Path) -> list[Any]:
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if isinstance(data, dict) and isinstance(data.get("agents"), list):
+        return data["agents"]
+    if isinstance(data, list):
+        return data
+    return [data]
+
+
+def catalog_load(*, folder: str | Path, owner=None) -> CatalogReport:
+    """Load agent definitions from the JSON/YAML files in `folder` (not recursive); re-loading updates."""
+    from agents.api import AgentWriteSerializer  # the one validation of agent fields, shared with the API
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise PlatformError(f"{folder} is not a folder.", code="VALIDATION_ERROR", field="folder")
+    report = CatalogReport()
+    files = sorted(p for p in root.iterdir() if p.suffix in (".json", ".yaml", ".yml") and p.is_file())
+    for path in files:
+        try:
+            items = _read_definitions(path)
+        except (ValueError, yaml.YAMLError, UnicodeDecodeError) as exc:
+            report.invalid.append({"file": path.name, "field": "(file)", "message": f"cannot parse: {exc}", "slug": ""})
+            continue
+        for index, item in enumerate(items):
+            where = path.name if len(items) == 1 else f"{path.name}[{index}]"
+            if not isinstance(item, dict):
+                report.invalid.append({"file": where, "field": "(root)", "message": "must be an object", "slug": ""})
+                continue
+            slug = str(item.get("slug") or "")
+            existing = AgentDefinition.objects.filter(slug=slug).first() if slug else None
+            serializer = AgentWriteSerializer(instance=existing, data=item)
+            if not serializer.is_valid():
+                for name, messages in _flatten(serializer.errors).items():
+                    report.invalid.append({"file": where, "field": name, "message": " ".join(messages), "slug": slug})
+                continue
+            data = dict(serializer.validated_data)
+            if existing is None:
+                agent_create(data=data, owner=owner)
+                report.created.append(slug)
+            elif any(getattr(existing, k) != v for k, v in data.items()):
+                agent_update(agent=existing, data=data)
+                report.updated.append(slug)
+            else:
+                report.unchanged.append(slug)
+    return report
+
+
+def _flatten(errors: Any, prefix: str = "") -> dict[str, list[str]]:
+    from agent_platform.api.errors import _flatten_validation
+
+    return _flatten_validation(errors, prefix)
+
+
+# --- demo ---------------------------------------------------------------------------------------------------
+
+DEMO_AGENTS: list[dict[str, Any]] = [
+    {
+        "slug": "assistant",
+        "name": "Ada",
+        "description": "A friendly general assistant with a calculator and a clock. Runs on the offline mock model.",
+        "category": "general",
+        "model_endpoint": "mock/assistant",
+        "system_prompt_name": "assistant-system",
+        "system_prompt_label": "production",
+        "system_prompt_text": "You are Ada, a concise and friendly assistant. If you are not sure, say so.",
+        "tools": ["calculator", "current_time"],
+        "parameters": {"temperature": 0.3},
+    },
+    {
+        "slug": "helpdesk",
+        "name": "Helpdesk",
+        "description": "Answers support questions; can look up prompts and ask the assistant agent.",
+        "category": "support",
+        "model_endpoint": "mock/helpdesk",
+        "system_prompt_text": "You are a helpdesk agent. Be brief. Use **markdown** for lists.",
+        "tools": ["prompt_lookup", "call_agent", "calculator"],
+        "max_iterations": 6,
+    },
+]
+
+
+@transaction.atomic
+def demo_agents_load(*, owner=None) -> list[AgentDefinition]:
+    """Create the demo agents on mock endpoints (idempotent: existing ones are left as they are)."""
+    agents = []
+    for spec in DEMO_AGENTS:
+        agent = AgentDefinition.objects.filter(slug=spec["slug"]).first()
+        agents.append(agent or agent_create(data=spec))
+    return agents

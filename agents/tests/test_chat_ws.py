@@ -1,0 +1,182 @@
+"""The chat websocket: in-process runs on the embedded default, and a real Celery worker relaying through Redis."""
+
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from agents.models import Run, RunEvent, RunStatus
+from agents.routing import websocket_urlpatterns
+
+
+def communicator_for(user, slug="helper"):
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/chat/{slug}/")
+    communicator.scope["user"] = user
+    return communicator
+
+
+async def receive_run(communicator, timeout=30):
+    """Messages until the run's terminal event: (run message, [events])."""
+    run_message = None
+    events = []
+    deadline = time.monotonic() + timeout
+    while True:
+        message = await communicator.receive_json_from(timeout=max(deadline - time.monotonic(), 0.1))
+        if message["type"] == "run":
+            run_message = message
+        elif message["type"] == "event":
+            events.append(message["event"])
+            if message["event"]["type"] in ("final", "error"):
+                return run_message, events
+        elif message["type"] == "error":
+            return message, events
+
+
+def assert_in_order_without_gaps(events):
+    seqs = [e["seq"] for e in events]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+    assert events[0]["type"] == "run_started"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_in_process_chat_streams_tokens_tools_and_the_final_answer(make_agent, scripted, user, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # this test is about the in-process transport (the embedded default)
+    await sync_to_async(make_agent)()
+    scripted.queue_response(tool_calls=[{"name": "calculator", "arguments": {"expression": "7*6"}}])
+    scripted.queue_response(content="It is **42**. <script>x</script>")
+    communicator = communicator_for(user)
+    connected, _ = await communicator.connect()
+    assert connected
+    await communicator.send_json_to({"type": "message", "text": "7*6?"})
+    run_message, events = await receive_run(communicator)
+    assert_in_order_without_gaps(events)
+    types = [e["type"] for e in events]
+    assert "tool_call" in types and "tool_result" in types and types.count("token") > 1
+    final = events[-1]
+    assert final["type"] == "final" and final["data"]["status"] == "succeeded"
+    assert final["data"]["html"].startswith("<p>It is <strong>42</strong>.") and "<script>" not in final["data"]["html"]
+    assert final["data"]["total_tokens"] > 0 and final["data"]["trace_id"] == run_message["trace_id"]
+
+    # a client that missed events fetches them by sequence number
+    await communicator.send_json_to({"type": "resume", "run_id": run_message["run_id"], "after_seq": 2})
+    replayed = [await communicator.receive_json_from() for _ in range(len(events) - 2)]
+    assert [m["event"]["seq"] for m in replayed] == [e["seq"] for e in events[2:]]
+
+    # the next message continues the same conversation
+    scripted.queue_response(content="Still 42.")
+    await communicator.send_json_to(
+        {"type": "message", "text": "sure?", "conversation_id": run_message["conversation_id"]}
+    )
+    second, _ = await receive_run(communicator)
+    assert second["conversation_id"] == run_message["conversation_id"]
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_anonymous_sockets_are_refused(make_agent):
+    from django.contrib.auth.models import AnonymousUser
+
+    await sync_to_async(make_agent)()
+    connected, code = await communicator_for(AnonymousUser()).connect()
+    assert not connected and code == 4401
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_unknown_agent_and_bad_messages(make_agent, user):
+    connected, code = await communicator_for(user, slug="nobody").connect()
+    assert not connected and code == 4404
+    await sync_to_async(make_agent)()
+    communicator = communicator_for(user)
+    await communicator.connect()
+    await communicator.send_json_to({"type": "dance"})
+    assert (await communicator.receive_json_from())["error"]["code"] == "VALIDATION_ERROR"
+    await communicator.send_json_to({"type": "message", "text": "  "})
+    error = (await communicator.receive_json_from())["error"]
+    assert error["code"] == "VALIDATION_ERROR" and error["details"]["field"] == "text"
+    await communicator.send_json_to({"type": "resume", "run_id": "00000000-0000-0000-0000-000000000000"})
+    assert (await communicator.receive_json_from())["error"]["code"] == "RUN_NOT_FOUND"
+    await communicator.disconnect()
+
+
+# --- full stack: a real Celery worker on Redis, events relayed through channels-redis ------------------------
+
+
+def _fake_agent(fake_openai, **overrides):
+    from agents.services import agent_create
+    from tests.support.fixtures import create_endpoint_for_fake_server
+
+    # a fresh endpoint name: a worker process caches endpoints by name for a few seconds
+    name = f"fake-{uuid.uuid4().hex[:8]}"
+    create_endpoint_for_fake_server(fake_openai, name=name)
+    data = {"slug": "helper", "name": "Helper", "model_endpoint": name, "system_prompt_text": "Be brief."}
+    data.update(overrides)
+    return agent_create(data=data)
+
+
+ANSWER = " ".join(f"word{i}" for i in range(60))
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+async def test_a_worker_runs_the_agent_and_its_events_reach_the_socket_in_order(celery_worker, fake_openai, user):
+    fake_openai.token_delay = 0.002
+    await sync_to_async(_fake_agent)(fake_openai)
+    fake_openai.enqueue(content=ANSWER)
+    communicator = communicator_for(user)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "message", "text": "talk to me"})
+    run_message, events = await receive_run(communicator, timeout=60)
+    assert events, run_message
+    assert_in_order_without_gaps(events)
+    assert events[-1]["type"] == "final", events[-1]
+    assert "".join(e["data"]["text"] for e in events if e["type"] == "token") == ANSWER
+    run = await Run.objects.aget(id=run_message["run_id"])
+    assert run.status == RunStatus.SUCCEEDED and run.output == ANSWER and run.celery_task_id
+    stored = [e async for e in RunEvent.objects.filter(run=run).order_by("seq").values_list("seq", flat=True)]
+    assert stored == [e["seq"] for e in events]
+    await communicator.disconnect()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_run_whose_worker_is_killed_mid_run_is_requeued_and_completes_once(celery_worker, fake_openai, user):
+    from agents import services
+
+    fake_openai.token_delay = 0.05  # a slow stream: ~100 tokens over ~5 s
+    agent = _fake_agent(fake_openai)
+    fake_openai.enqueue(content=" ".join(f"tok{i}" for i in range(100)))
+    run = services.run_start(agent=agent, input="a long answer please", user=user)
+
+    deadline = time.monotonic() + 30
+    while not RunEvent.objects.filter(run=run, type="token").exists():
+        if time.monotonic() > deadline:
+            run.refresh_from_db()
+            why = f"{run.status} {run.error_code} {run.error_message}"
+            pytest.fail(f"the worker never streamed: {why}\n{celery_worker.log()}")
+        time.sleep(0.05)
+    celery_worker.kill()
+    run.refresh_from_db()
+    assert run.status == RunStatus.RUNNING and run.attempts == 1
+
+    celery_worker.start()  # a new worker process comes up
+    fake_openai.enqueue(content="the short retried answer")
+    time.sleep(1.2)
+    report = services.runs_reap_stale(stale_after=timedelta(seconds=1))
+    assert report == {"requeued": 1, "failed": 0}
+    deadline = time.monotonic() + 60
+    while True:
+        run.refresh_from_db()
+        if run.is_finished or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert run.status == RunStatus.SUCCEEDED, (run.status, run.error_code, run.error_message, celery_worker.log())
+    assert run.attempts == 2 and run.output == "the short retried answer"
+    assert run.llm_calls == 1  # the run's totals count the attempt that finished, once
+    assert services.run_execute(run_id=run.id) is None  # a late redelivery of the first task changes nothing
+    run.refresh_from_db()
+    assert run.llm_calls == 1 and run.attempts == 2
+    assert RunEvent.objects.filter(run=run, type="final").count() == 1

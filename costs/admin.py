@@ -1,0 +1,97 @@
+"""Admin: the price table (with history), cost records (unpriced filter, recompute action), budgets, alerts."""
+
+from django.contrib import admin, messages
+from django.db.models import Max, Min
+from simple_history.admin import SimpleHistoryAdmin
+
+from costs import services
+from costs.models import Budget, BudgetAlert, CostRecord, Price, UsageDaily
+
+
+@admin.register(Price)
+class PriceAdmin(SimpleHistoryAdmin):
+    list_display = [
+        "provider", "model", "input_per_million", "output_per_million", "cached_input_per_million",
+        "reasoning_per_million", "per_request", "currency", "effective_from", "source",
+    ]  # fmt: skip
+    list_filter = ["source", "provider", "currency"]
+    search_fields = ["provider", "model"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change and obj.source == Price.Source.LITELLM and form.changed_data:
+            obj.source = Price.Source.MANUAL  # edited by hand: imports leave it alone from now on
+        services.price_save(price=obj)
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        services.bump_price_version()
+
+
+@admin.register(CostRecord)
+class CostRecordAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "provider", "model", "input_tokens", "output_tokens", "cost", "unpriced", "user_id",
+                    "agent_slug", "trace_id"]  # fmt: skip
+    list_filter = ["unpriced", "status", "provider"]
+    search_fields = ["model", "trace_id", "span_id", "run_id", "attempt_id"]
+    date_hierarchy = "created_at"
+    actions = ["recompute_costs"]
+    show_full_result_count = False
+    readonly_fields = [f.name for f in CostRecord._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Recompute costs for the date range of the selected records")
+    def recompute_costs(self, request, queryset) -> None:
+        bounds = queryset.aggregate(start=Min("created_at"), end=Max("created_at"))
+        if bounds["start"] is None:
+            return
+        from datetime import timedelta
+
+        result = services.cost_records_recompute(start=bounds["start"], end=bounds["end"] + timedelta(microseconds=1))
+        self.message_user(
+            request,
+            f"Recomputed {result['records']} records from {bounds['start']:%Y-%m-%d %H:%M} to "
+            f"{bounds['end']:%Y-%m-%d %H:%M}: {result['changed']} changed.",
+            messages.SUCCESS,
+        )
+
+
+@admin.register(Budget)
+class BudgetAdmin(SimpleHistoryAdmin):
+    list_display = ["name", "scope", "scope_id", "period", "limit", "currency", "enforcement", "spent", "reserved",
+                    "is_active"]  # fmt: skip
+    list_filter = ["scope", "period", "enforcement", "is_active"]
+    search_fields = ["name"]
+    readonly_fields = ["spent", "reserved", "period_start"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        services.budget_save(budget=obj)
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        services.bump_budget_version()
+
+
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(admin.ModelAdmin):
+    list_display = ["budget", "threshold", "spent", "limit", "period_start", "created_at", "email_sent",
+                    "webhook_status"]  # fmt: skip
+    list_filter = ["threshold", "email_sent"]
+    readonly_fields = [f.name for f in BudgetAlert._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(UsageDaily)
+class UsageDailyAdmin(admin.ModelAdmin):
+    list_display = ["day", "provider", "model", "user_id", "agent_id", "calls", "cost"]
+    list_filter = ["provider"]
+    date_hierarchy = "day"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False

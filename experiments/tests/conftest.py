@@ -1,0 +1,26 @@
+import pytest
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "background: run experiments in a background thread as the embedded default does"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _in_process_runs(request):
+    """Experiments run in-process (eager Celery) in these tests, on both stacks: the mock provider's scripts live in
+    this process. Tests marked `worker` use the real worker instead."""
+    if request.node.get_closest_marker("worker"):
+        yield
+        return
+    from django.conf import settings
+
+    from agent_platform.celery import app
+
+    previous = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    settings.EXPERIMENTS_BACKGROUND = request.node.get_closest_marker("background") is not None
+    yield
+    del settings.EXPERIMENTS_BACKGROUND
+    app.conf.task_always_eager = previous

@@ -1,0 +1,136 @@
+"""Two-level cache for the hot path (fetch by name + label/version, then render).
+
+- A **version stamp** per prompt name lives in the Django cache (`prompts:stamp:<name>`). Every save, label move,
+  review change and delete replaces it — immediately (so the writing process and its transaction see the change)
+  and again when the transaction commits (so no other process can cache what it read before the commit under the
+  new stamp).
+- **Resolved entries** (the version data a name+ref resolves to) are stored in the Django cache under the stamp,
+  so other processes skip the database, and in a per-process dict together with the compiled templates, so this
+  process also skips unpickling and compiling. An entry is used only while its stamp equals the current one:
+  one cache GET per fetch decides freshness, whichever process wrote.
+
+`PROMPT_CACHE_STAMP_TTL_MS` (default 0) lets a process trust its own entry for that long without the stamp GET:
+faster with a networked cache (Redis), at the price of other processes' changes showing up to that many ms late.
+Changes made in the same process are always seen at once. 0 = no stale reads anywhere.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from typing import Any
+
+from django.core.cache import cache
+from django.db import transaction
+
+from prompts import conf
+
+ENTRY_TIMEOUT_S = 24 * 3600
+_LOCAL_MAX = 4096
+
+_local: dict[tuple[str, str], list[Any]] = {}  # (name, ref) -> [stamp, value, checked_at]
+_lock = threading.Lock()
+
+
+def stamp_ttl_s() -> float:
+    return float(conf.get("PROMPT_CACHE_STAMP_TTL_MS")) / 1000.0
+
+
+def _new_stamp() -> int:
+    # An int: Django's Redis cache stores it raw (no pickling on the hot path).
+    return secrets.randbits(62)
+
+
+def _stamp_key(name: str) -> str:
+    return f"prompts:stamp:{name}"
+
+
+def _entry_key(name: str, ref: str, stamp: int) -> str:
+    return f"prompts:entry:{stamp}:{name}:{ref}"
+
+
+def current_stamp(name: str) -> int:
+    stamp = cache.get(_stamp_key(name))
+    if stamp is None:
+        stamp = _new_stamp()
+        if not cache.add(_stamp_key(name), stamp, timeout=None):
+            stamp = cache.get(_stamp_key(name)) or stamp
+    return stamp
+
+
+def _bump(name: str) -> None:
+    cache.set(_stamp_key(name), _new_stamp(), timeout=None)
+    with _lock:
+        for key in [k for k in _local if k[0] == name]:
+            _local.pop(key, None)
+
+
+_tx = threading.local()
+
+
+def _in_transaction() -> bool:
+    """Inside a real (not test-case wrapper) atomic block of the default connection."""
+    blocks = transaction.get_connection().atomic_blocks
+    return any(not getattr(block, "_from_testcase", False) for block in blocks)
+
+
+def uncommitted(name: str) -> bool:
+    """True while this thread is inside a transaction that changed `name`: such reads see uncommitted rows, so
+    they must neither be served from nor written to the cache (a rollback would leave a phantom version there)."""
+    dirty = getattr(_tx, "names", None)
+    if not dirty:
+        return False
+    if not _in_transaction():
+        dirty.clear()  # the transaction ended (committed or rolled back)
+        return False
+    return name in dirty
+
+
+def invalidate(name: str) -> None:
+    """Call on every change to a prompt: now, and again after the surrounding transaction commits."""
+    _bump(name)
+    if _in_transaction():
+        if getattr(_tx, "names", None) is None:
+            _tx.names = set()
+        _tx.names.add(name)
+    transaction.on_commit(lambda: _bump(name))
+
+
+def local_recent(name: str, ref: str) -> Any | None:
+    """The in-process entry if it was validated within PROMPT_CACHE_STAMP_TTL_MS (never, with the default 0)."""
+    ttl = stamp_ttl_s()
+    if ttl <= 0:
+        return None
+    entry = _local.get((name, ref))
+    if entry is not None and time.monotonic() - entry[2] < ttl:
+        return entry[1]
+    return None
+
+
+def local_get(name: str, ref: str, stamp: int) -> Any | None:
+    entry = _local.get((name, ref))
+    if entry is not None and entry[0] == stamp:
+        entry[2] = time.monotonic()
+        return entry[1]
+    return None
+
+
+def local_put(name: str, ref: str, stamp: int, value: Any) -> None:
+    with _lock:
+        if len(_local) >= _LOCAL_MAX:
+            _local.clear()
+        _local[(name, ref)] = [stamp, value, time.monotonic()]
+
+
+def shared_get(name: str, ref: str, stamp: int) -> Any | None:
+    return cache.get(_entry_key(name, ref, stamp))
+
+
+def shared_put(name: str, ref: str, stamp: int, value: Any) -> None:
+    cache.set(_entry_key(name, ref, stamp), value, timeout=ENTRY_TIMEOUT_S)
+
+
+def clear_local() -> None:
+    with _lock:
+        _local.clear()

@@ -1,0 +1,1 @@
+from tests.support.sinks import _fresh_sinks, _mock_price  # noqa: F401 - shared fixtures of the two sinks
