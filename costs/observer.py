@@ -5,6 +5,8 @@ lookup keyed by provider and model, no query), return the cost as an annotation 
 its price; the `CostRecord` instance, budget charges and alerts are built in `flush()`, off the hot path.
 `abefore_llm_call` costs nothing unless a hard budget applies to the caller (in-process index); stale caches are
 refreshed from a background thread, so the loop never waits for them once they are loaded.
+LLM spans ingested from outside applications arrive through `on_ingested_llm_spans` (one call per ingest request)
+and become cost records at once. `CostsConfig.ready()` also registers the price table as the hub's pricer.
 """
 
 from __future__ import annotations
@@ -52,9 +54,9 @@ class CostObserver(Observer):
 
     # --- after the call ------------------------------------------------------------------------------------------
     def on_llm_call(self, record: LLMCallRecord) -> dict[str, Any] | None:
-        from costs.services import is_billed, price_llm_call
+        from costs.services import price_llm_call
 
-        if not is_billed(record):
+        if not record.is_billed:
             self.buffer.add(("release", record.attempt_id, None))
             return None
         if not in_event_loop():
@@ -64,6 +66,12 @@ class CostObserver(Observer):
         if priced is None or priced[0] is None:
             return None
         return {"cost": priced[1]}
+
+    def on_ingested_llm_spans(self, spans: list[dict[str, Any]], *, user_id: int | None) -> None:
+        from costs.services import cost_records_from_spans
+
+        # not buffered: the ingest request is already off the hot path, and its answer means "stored"
+        cost_records_from_spans(spans=spans, user_id=user_id)
 
     def flush(self) -> None:
         self.buffer.flush()

@@ -284,6 +284,24 @@ price_cache = PriceCache()
 os.register_at_fork(after_in_child=_after_fork)
 
 
+def price_usage(
+    *,
+    provider: str,
+    model: str,
+    at: datetime,
+    input_tokens: int,
+    output_tokens: int,
+    cached_tokens: int,
+    reasoning_tokens: int,
+) -> Decimal | None:
+    """The hub's `Pricer` (registered in `CostsConfig.ready()`): what a call with this usage cost at `at`, from the
+    cache (reloaded first when stale, outside an event loop); None when no price matches."""
+    price = price_cache.price_for(provider=provider, model=model, at=at)
+    if price is None:
+        return None
+    return compute_cost(price, Tokens(input_tokens, output_tokens, cached_tokens, reasoning_tokens))
+
+
 def bump_price_version() -> None:
     """Tell every process that the price table changed (their caches reload within about a second)."""
     cache.set(VERSION_KEY, time.time_ns(), timeout=None)

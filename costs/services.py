@@ -115,16 +115,6 @@ def prices_import_litellm(*, cost_map: dict[str, dict] | None = None) -> ImportR
 # --- cost records ------------------------------------------------------------------------------------------------
 
 
-def is_billed(record: LLMCallRecord) -> bool:
-    """Whether an attempt costs money. The mock provider is billed at its demo price (so the demo shows costs),
-    unless the answer came from the response cache."""
-    if record.cache_hit:
-        return False
-    if record.provider == "mock":
-        return record.status == "ok"
-    return record.billable
-
-
 def cost_record_build(
     record: LLMCallRecord,
     *,

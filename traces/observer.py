@@ -2,8 +2,9 @@
 
 The hot path only appends the record as it came (no conversion, no pricing, no query; safe inside an event loop)
 to a bounded buffer. `flush()` — end of request, end of task, buffer full, periodically, process exit — turns the
-batch into span rows (LLM spans priced from the in-process price cache), writes them with one bulk insert (COPY on
-PostgreSQL for big batches) and one trace upsert; inside an event loop it hands the batch to a background thread.
+batch into span rows (billed LLM spans priced by the hub's pricer: the costs app's in-process price cache), writes
+them with one bulk insert (COPY on PostgreSQL for big batches) and one trace upsert; inside an event loop it hands
+the batch to a background thread.
 With `OTEL_EXPORTER_OTLP_ENDPOINT` set, each written batch is also exported over OTLP/HTTP.
 """
 
@@ -43,11 +44,10 @@ class TraceObserver(Observer):
         self.buffer.drain()
 
     def _write(self, records: list[SpanRecord | LLMCallRecord]) -> None:
-        from costs.services import is_billed
         from traces.services import span_row_from_llm_call, span_row_from_record, spans_write
 
         rows: list[dict[str, Any]] = [
-            span_row_from_llm_call(record, billed=is_billed(record))  # priced in spans_write
+            span_row_from_llm_call(record, billed=record.is_billed)  # priced in spans_write (by the hub's pricer)
             if isinstance(record, LLMCallRecord)
             else span_row_from_record(record)
             for record in records

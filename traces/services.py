@@ -16,7 +16,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Max, Min, Q, Sum
 from django.utils import timezone
 
-from agent_platform.observability.hooks import LLMCallRecord, SpanKind, SpanRecord
+from agent_platform.observability.hooks import LLMCallRecord, SpanKind, SpanRecord, hub
 from traces.models import Span, Trace
 
 logger = logging.getLogger("traces")
@@ -158,24 +158,19 @@ def _meta_from_caller(caller) -> dict[str, Any]:
 
 
 def _price_unpriced_llm_rows(rows: Iterable[dict[str, Any]]) -> None:
-    from costs.pricing import Tokens, compute_cost, price_cache
-
+    # priced through the hub (the costs app registers the pricer): traces does not depend on costs
     for row in rows:
         if not row.get("_billed") or row.get("cost") is not None or row.get("kind") != SpanKind.LLM:
             continue
-        price = price_cache.price_for(
-            provider=row.get("provider", ""), model=row.get("model", ""), at=row["start_time"]
+        row["cost"] = hub.price(
+            provider=row.get("provider", ""),
+            model=row.get("model", ""),
+            at=row["start_time"],
+            input_tokens=row.get("input_tokens", 0),
+            output_tokens=row.get("output_tokens", 0),
+            cached_tokens=row.get("cached_tokens", 0),
+            reasoning_tokens=row.get("reasoning_tokens", 0),
         )
-        if price is not None:
-            row["cost"] = compute_cost(
-                price,
-                Tokens(
-                    row.get("input_tokens", 0),
-                    row.get("output_tokens", 0),
-                    row.get("cached_tokens", 0),
-                    row.get("reasoning_tokens", 0),
-                ),
-            )
 
 
 def spans_write(
@@ -400,10 +395,8 @@ def spans_ingest(
         result.accepted += 1
     if rows or trace_meta:
         spans_write(spans=rows, trace_meta=trace_meta, source="ingest")
-    if rows:
-        from costs.services import cost_records_from_spans
-
-        cost_records_from_spans(spans=[span_row_from_instance(s) for s in rows], user_id=user_id)
+    # LLM spans cost money: whoever keeps costs (the costs app) gets them through the hub, in one call
+    hub.emit_ingested_llm_spans([span_row_from_instance(s) for s in rows if s.kind == SpanKind.LLM], user_id=user_id)
     return result
 
 

@@ -8,8 +8,14 @@ Rules for observers:
   must not touch the database synchronously; buffer, and write in `flush()`.
 - `before_llm_call` is the one place an observer may refuse a call, by raising a `PlatformError`
   (e.g. `BUDGET_EXCEEDED`); the async variant is awaited by async callers.
-- An observer that fails is logged, never raised into the call (except the refusal above).
+- An observer that fails is logged, never raised into the call (except the refusal above and ingestion below).
 - `flush()` is called at the end of every request and every task and at shutdown.
+- `on_ingested_llm_spans` is called by the ingest service (sync, after the spans are stored), once per request
+  with the whole batch: it may write to the database, and a failure fails the request (the client's retry is
+  idempotent), so no cost record is lost silently.
+
+The hub also holds one `Pricer` (the costs app registers it): `traces` asks it to price LLM spans that arrive
+without a cost, without importing `costs`. With no pricer registered, such spans stay unpriced.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Protocol
 
 from agent_platform.api.errors import PlatformError
 from agent_platform.observability.context import Caller
@@ -104,6 +111,35 @@ class LLMCallRecord:
     billable: bool = True  # False for mock endpoints, cache hits and attempts that never reached the vendor
     caller: Caller = field(default_factory=Caller)
 
+    @property
+    def is_billed(self) -> bool:
+        """Whether this attempt costs money (a fact of the call, not of the price table): never when served from
+        the response cache; the mock provider at its demo price when it answered (so the demo shows costs);
+        otherwise as the producer said (`billable`)."""
+        if self.cache_hit:
+            return False
+        if self.provider == "mock":
+            return self.status == "ok"
+        return self.billable
+
+
+class Pricer(Protocol):
+    """Prices token usage by the price table (implemented by the costs app)."""
+
+    def __call__(
+        self,
+        *,
+        provider: str,
+        model: str,
+        at: datetime,
+        input_tokens: int,
+        output_tokens: int,
+        cached_tokens: int,
+        reasoning_tokens: int,
+    ) -> Decimal | None:
+        """The cost of one call with this usage at `at`; None when no price matches."""
+        ...
+
 
 class Observer:
     """Base class for sinks; override what you need."""
@@ -123,6 +159,12 @@ class Observer:
     def on_span(self, record: SpanRecord) -> None:
         return None
 
+    def on_ingested_llm_spans(self, spans: list[dict[str, Any]], *, user_id: int | None) -> None:
+        """LLM spans sent by outside applications (`/api/v1/ingest/`), already stored, as rows of span column
+        values (span_id, trace_id, start_time, provider, model, endpoint, status, *_tokens, cost: None when the
+        sender gave none), attributed to `user_id`."""
+        return None
+
     def flush(self) -> None:
         return None
 
@@ -130,6 +172,7 @@ class Observer:
 class ObserverHub:
     def __init__(self) -> None:
         self._observers: list[Observer] = []
+        self._pricer: Pricer | None = None
         self._lock = threading.Lock()
 
     @property
@@ -182,6 +225,42 @@ class ObserverHub:
             except Exception:
                 logger.exception("observer %s failed in on_span", observer.name)
 
+    def emit_ingested_llm_spans(self, spans: list[dict[str, Any]], *, user_id: int | None) -> None:
+        """One call per ingest request (not per span). Failures propagate: see the module's rules."""
+        if not spans:
+            return
+        for observer in self._observers:
+            observer.on_ingested_llm_spans(spans, user_id=user_id)
+
+    def set_pricer(self, pricer: Pricer | None) -> None:
+        self._pricer = pricer
+
+    def price(
+        self,
+        *,
+        provider: str,
+        model: str,
+        at: datetime,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cached_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> Decimal | None:
+        """The cost of a call with this usage by the registered pricer; None without a pricer or a matching price.
+        A failing pricer raises: the caller's batch fails (and is retried) rather than being stored unpriced."""
+        pricer = self._pricer
+        if pricer is None:
+            return None
+        return pricer(
+            provider=provider,
+            model=model,
+            at=at,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=cached_tokens,
+            reasoning_tokens=reasoning_tokens,
+        )
+
     def flush(self) -> None:
         for observer in self._observers:
             try:
@@ -192,4 +271,4 @@ class ObserverHub:
 
 hub = ObserverHub()
 
-__all__ = ["LLMCallEstimate", "LLMCallRecord", "Observer", "SpanKind", "SpanRecord", "hub"]
+__all__ = ["LLMCallEstimate", "LLMCallRecord", "Observer", "Pricer", "SpanKind", "SpanRecord", "hub"]

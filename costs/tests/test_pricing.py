@@ -97,6 +97,23 @@ def test_unbillable_attempts_get_no_cost_record():
     assert not CostRecord.objects.exists()
 
 
+def test_billing_is_a_property_of_the_call():
+    assert llm_record(provider="openai").is_billed
+    assert not llm_record(provider="openai", billable=False).is_billed
+    assert llm_record(provider="mock", billable=False).is_billed, "the demo shows costs"
+    assert not llm_record(provider="mock", status="error").is_billed
+    cached = llm_record(provider="openai")
+    cached.cache_hit = True
+    assert not cached.is_billed
+
+
+@pytest.mark.django_db
+def test_the_costs_app_prices_through_the_hub():
+    usage = {"at": T0, "input_tokens": 2000, "output_tokens": 1000, "cached_tokens": 0, "reasoning_tokens": 0}
+    assert hub.price(provider="mock", model="mock/demo", **usage) == Decimal("0.0025")  # registered in ready()
+    assert hub.price(provider="acme", model="acme/secret-model", **usage) is None
+
+
 @pytest.mark.django_db
 def test_unpriced_model_is_flagged_not_a_crash(admin_client):
     annotations = hub.emit_llm_call(llm_record(model="acme/secret-model", provider="acme"))

@@ -69,6 +69,23 @@ def test_ingest_stores_good_items_and_reports_bad_ones_by_index_and_field(key_cl
     assert CostRecord.objects.count() == 1
 
 
+def test_ingested_llm_spans_reach_the_cost_sink_through_the_hub_in_one_call(key_client, user, monkeypatch):
+    from costs.observer import observer as cost_observer
+
+    calls = []
+
+    def on_ingested_llm_spans(spans, *, user_id):
+        calls.append((spans, user_id))
+
+    monkeypatch.setattr(cost_observer, "on_ingested_llm_spans", on_ingested_llm_spans)
+    spans = [span_item(i, model="gpt-4o", provider="openai") for i in range(1, 7)]
+    assert key_client.post("/api/v1/ingest/", {"spans": spans}, format="json").status_code == 200
+    ((delivered, user_id),) = calls  # one batch per request, LLM spans only
+    assert user_id == user.pk
+    assert sorted(s["span_id"] for s in delivered) == [f"{i:016x}" for i in (1, 3, 5)]
+    assert all(s["kind"] == "llm" and s["model"] == "gpt-4o" and s["cost"] is None for s in delivered)
+
+
 def test_ingest_all_valid_is_200_and_all_invalid_is_422(key_client):
     ok = key_client.post("/api/v1/ingest/", {"spans": [span_item(1)]}, format="json")
     assert ok.status_code == 200 and ok.json() == {"accepted": 1, "rejected": 0, "errors": []}

@@ -63,6 +63,16 @@ def test_run_becomes_one_trace_with_nested_llm_and_tool_spans(user):
     assert trace.status == "ok"
 
 
+def test_without_a_pricer_llm_spans_are_stored_unpriced(monkeypatch):
+    monkeypatch.setattr(hub, "_pricer", None)  # e.g. a deployment without the costs app
+    with start_span(kind=SpanKind.AGENT_RUN, name="run") as run:
+        hub.emit_llm_call(llm_record())
+    hub.flush()
+    llm = Span.objects.get(trace_id=run.trace_id, kind=SpanKind.LLM)
+    assert llm.cost is None and llm.input_tokens == 100
+    assert Trace.objects.get(trace_id=run.trace_id).cost == 0
+
+
 def test_failed_tool_marks_span_and_trace_totals_count_errors(user):
     trace_id = run_agent_with_tool(user_id=user.pk, fail_tool=True)
     hub.flush()
