@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Max
@@ -25,6 +25,7 @@ from django.utils import timezone
 from agent_platform.api.errors import PlatformError
 from agent_platform.llm import client as llm
 from agent_platform.observability.context import current_trace, new_trace_id
+from agent_platform.worker_loop import call_async
 from agents import memory
 from agents.models import AgentDefinition, Conversation, Message, Run, RunEvent, RunStatus
 from agents.orchestrator import AgentEvent, AgentSpec, Orchestrator
@@ -618,8 +619,9 @@ async def run_execute_async(run_id, *, on_event: EventCallback | None = None) ->
 
 
 def run_execute(*, run_id) -> Run | None:
-    """Sync entry point (Celery task, eager or worker)."""
-    return async_to_sync(run_execute_async)(run_id)
+    """Sync entry point (Celery task, eager or worker), on the process's shared event loop: the model's HTTP
+    connection and the channel layer's Redis connection stay open from one run to the next."""
+    return call_async(run_execute_async, run_id)
 
 
 def run_cancel(*, run: Run) -> Run:
@@ -649,8 +651,8 @@ def _publish_sync(run_id, event: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is not None:
         try:
-            async_to_sync(layer.group_send)(
-                run_group(run_id), {"type": "run.event", "event": {"run_id": str(run_id), **event}}
+            call_async(
+                layer.group_send, run_group(run_id), {"type": "run.event", "event": {"run_id": str(run_id), **event}}
             )
         except Exception:
             logger.warning("could not publish an event of run %s", run_id, exc_info=True)

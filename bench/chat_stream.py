@@ -55,6 +55,7 @@ def main() -> None:
     os.environ.setdefault("CHANNEL_LAYER_PREFIX", f"benchchat{pid}:asgi")
     os.environ.setdefault("CELERY_QUEUE", f"benchchat{pid}")
     os.environ.setdefault("THROTTLE_USER_RATE", "10000000/min")
+    os.environ.setdefault("DEBUG", "false")  # as deployed: DEBUG logs every SQL query, which costs ~0.1 ms each
     setup_django()
     from django.conf import settings
     from django.db import connection
@@ -181,6 +182,7 @@ async def bare_stream(base_url: str, i: int) -> tuple[float, list[float], str]:
 
 
 GAP_STATS = {"transport_gaps": 0, "recovered_events": 0}
+SERVER_TIMINGS: list[dict] = []  # the worker's own account of each run (the final event's timings_ms)
 SILENCE_SECONDS = 10.0  # a client that hears nothing for this long asks for what it may have missed
 
 
@@ -241,6 +243,7 @@ async def platform_stream(session, ws_url: str, cookie: str, origin: str, i: int
                     last = now
                     out.append(event["data"]["text"])
                 elif event["type"] == "final":
+                    SERVER_TIMINGS.append({"client_ttft": ttft, **(event["data"].get("timings_ms") or {})})
                     done = True
                     break
                 elif event["type"] == "error":
@@ -251,6 +254,19 @@ async def platform_stream(session, ws_url: str, cookie: str, origin: str, i: int
     if joined != f"Echo: {text}":
         problems.append(f"text differs from the expected answer: {joined[:60]!r}")
     return ttft, gaps, joined, problems
+
+
+def _server_breakdown() -> dict[str, float]:
+    """p50 of each stage: queued (run created → claimed), prepare (claim, spec, context), first_token (task start →
+    first token), and the client's first token; the rest of the client's time is the socket, daphne and the relay."""
+    import statistics
+
+    keys = ("queued", "prepare", "first_token", "client_ttft")
+    return {
+        key: round(statistics.median(values), 1)
+        for key in keys
+        if (values := [t[key] for t in SERVER_TIMINGS if t.get(key) is not None])
+    }
 
 
 async def run_many(fn, count: int, concurrency: int):
@@ -283,12 +299,15 @@ async def run(base_url: str, ws_url: str, cookie: str, origin: str) -> None:
         for concurrency, count in ((1, STREAMS_SINGLE), (CONCURRENCY, STREAMS_CONCURRENT)):
             bare, bare_s = await run_many(lambda i: bare_stream(base_url, i), count, concurrency)
             recovered_before = GAP_STATS["recovered_events"]
+            SERVER_TIMINGS.clear()
             ours, ours_s = await run_many(
                 lambda i: platform_stream(session, ws_url, cookie, origin, i), count, concurrency
             )
             for _ttft, _gaps, _text, problems in ours:
                 problems_total.extend(problems)
             recovered = GAP_STATS["recovered_events"] - recovered_before
+            breakdown = _server_breakdown()
+            print(f"  {concurrency} chat(s), p50 where the first token's time went (ms): {breakdown}")
             tokens_total = count * (WORDS + 1)
             streams_checked += len(ours)
             bare_ttft = Stats.from_samples("litellm", [r[0] for r in bare], bare_s)
