@@ -167,3 +167,25 @@ def test_tools_are_listed_with_their_schema(key_client):
 def test_anonymous_requests_are_refused(api_client, agent):
     response = api_client.get("/api/v1/agents/")
     assert response.status_code == 401 and response.json()["error"]["code"] == "AUTH_INVALID_CREDENTIALS"
+
+
+def test_a_user_sees_shared_own_and_team_agents_once_each(key_client, user, other_user):
+    from agent_platform.accounts.models import Team
+    from agents.services import agent_create
+
+    mine, theirs = Team.objects.create(name="mine"), Team.objects.create(name="theirs")
+    also_mine = Team.objects.create(name="also mine")
+    mine.members.add(user, other_user)
+    also_mine.members.add(user)
+    theirs.members.add(other_user)
+    base = {"name": "A", "model_endpoint": "mock/x"}
+    agent_create(data={**base, "slug": "shared"})
+    agent_create(data={**base, "slug": "own"}, owner=user)
+    agent_create(data={**base, "slug": "team"}, team=mine)
+    agent_create(data={**base, "slug": "other-team"}, team=theirs)
+    agent_create(data={**base, "slug": "bobs"}, owner=other_user)
+
+    listed = [a["slug"] for a in key_client.get("/api/v1/agents/").json()["results"]]
+    assert sorted(listed) == ["own", "shared", "team"]
+    assert key_client.get("/api/v1/agents/other-team/").status_code == 404
+    assert key_client.get("/api/v1/agents/bobs/").status_code == 404
