@@ -67,22 +67,6 @@ def _clear_context(task=None, **_kwargs) -> None:
         setattr(task, _TOKENS_ATTR, None)
 
 
-DB_REUSE_MAX = 1_000_000
-
-
-@signals.worker_init.connect
-def _reuse_database_connections(**_kwargs) -> None:
-    """Keep database connections across tasks, as Django does across requests.
-
-    Celery's Django fixup closes every connection before and after each task unless `db_reuse_max` is set: a new
-    PostgreSQL connection (~4 ms) for every task. Instead, `_close_old_connections` below applies CONN_MAX_AGE and
-    the health checks around each task (the fixup still recycles them every DB_REUSE_MAX tasks)."""
-    for fixup in getattr(app, "_fixups", ()):
-        worker_fixup = getattr(fixup, "worker_fixup", None)
-        if worker_fixup is not None and not getattr(worker_fixup, "db_reuse_max", None):
-            worker_fixup.db_reuse_max = DB_REUSE_MAX
-
-
 @signals.task_prerun.connect
 @signals.task_postrun.connect
 def _close_old_connections(task=None, **_kwargs) -> None:

@@ -33,6 +33,7 @@ print(json.dumps({
     "accept": app.conf.accept_content,
     "visibility": app.conf.broker_transport_options["visibility_timeout"],
     "max_retry_delay": settings.CELERY_MAX_RETRY_DELAY,
+    "db_reuse_max": __import__("celery.fixups.django").fixups.django.DjangoWorkerFixup(app).db_reuse_max,
     "litellm_local": __import__("os").environ.get("LITELLM_LOCAL_MODEL_COST_MAP"),
     "hf_offline": __import__("os").environ.get("HF_HUB_OFFLINE"),
     "otp": settings.ADMIN_REQUIRE_OTP,
@@ -105,6 +106,8 @@ def test_celery_reliability_settings():
     assert s["acks_late"] and s["reject_on_lost"] and s["prefetch"] == 1
     assert s["accept"] == ["json"]
     assert s["visibility"] > s["max_retry_delay"]
+    # the worker keeps its database connections across tasks (Celery's fixup would otherwise close them each time)
+    assert s["db_reuse_max"] >= 1000
 
 
 @pytest.mark.parametrize(
