@@ -1,4 +1,5 @@
-"""One long-lived asyncio event loop per worker process, for async code that sync code (Celery tasks) starts.
+"""One long-lived asyncio event loop per process, for async code that sync code starts (Celery tasks, the LLM
+layer's sync wrappers).
 
 `asgiref.async_to_sync` called from a plain thread makes a new thread and a new event loop for every call, so every
 task would open new connections: the model's HTTP connection, the channel layer's Redis pool. `call_async` runs the
@@ -21,14 +22,19 @@ T = TypeVar("T")
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
-_loop_pid: int | None = None
+_thread: threading.Thread | None = None
+_pid: int | None = None
 
 
 def worker_loop() -> asyncio.AbstractEventLoop:
-    """This process's shared loop, started on first use (after a fork, the child starts its own)."""
-    global _loop, _loop_pid
+    """This process's shared loop, started on first use (after a fork, the child starts its own). The LLM layer's
+    sync wrappers (`agent_platform.llm.sync`) use it too: one loop, one pool of HTTP clients per process."""
+    global _loop, _thread, _pid
+    loop = _loop
+    if loop is not None and _pid == os.getpid() and _thread is not None and _thread.is_alive():
+        return loop
     with _lock:
-        if _loop is None or _loop_pid != os.getpid() or _loop.is_closed():
+        if _loop is None or _pid != os.getpid() or _thread is None or not _thread.is_alive():
             loop = asyncio.new_event_loop()
             ready = threading.Event()
 
@@ -37,9 +43,10 @@ def worker_loop() -> asyncio.AbstractEventLoop:
                 loop.call_soon(ready.set)
                 loop.run_forever()
 
-            threading.Thread(target=serve, name="worker-event-loop", daemon=True).start()
-            ready.wait()
-            _loop, _loop_pid = loop, os.getpid()
+            thread = threading.Thread(target=serve, name="worker-event-loop", daemon=True)
+            thread.start()
+            ready.wait(5)
+            _loop, _thread, _pid = loop, thread, os.getpid()
         return _loop
 
 
@@ -48,14 +55,14 @@ def call_async(fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
 
     asgiref schedules onto a running "main" loop when the calling thread has one recorded (as it does inside
     `sync_to_async`); this records the shared loop for the duration of the call. Inside an existing async context
-    (e.g. a sync view under daphne) the caller's own main loop is kept."""
+    (e.g. a sync view under daphne) the caller's own main loop, still running, is kept; a stale record (asgiref
+    never clears it) is not."""
     local = SyncToAsync.threadlocal
-    if getattr(local, "main_event_loop", None) is not None and getattr(local, "main_event_loop_pid", None) == (
-        os.getpid()
-    ):
+    previous = (getattr(local, "main_event_loop", None), getattr(local, "main_event_loop_pid", None))
+    if previous[0] is not None and previous[1] == os.getpid() and previous[0].is_running():
         return async_to_sync(fn)(*args, **kwargs)
     local.main_event_loop, local.main_event_loop_pid = worker_loop(), os.getpid()
     try:
         return async_to_sync(fn)(*args, **kwargs)
     finally:
-        local.main_event_loop, local.main_event_loop_pid = None, None
+        local.main_event_loop, local.main_event_loop_pid = previous
