@@ -7,6 +7,7 @@ import asyncio
 import os
 import threading
 
+import pytest
 from asgiref.sync import sync_to_async
 
 from agent_platform.worker_loop import call_async, worker_loop
@@ -49,12 +50,8 @@ def test_an_error_reaches_the_caller():
     async def fails() -> None:
         raise ValueError("boom")
 
-    try:
+    with pytest.raises(ValueError, match="boom"):
         call_async(fails)
-    except ValueError as exc:
-        assert str(exc) == "boom"
-    else:
-        raise AssertionError("the error was swallowed")
 
 
 def test_a_stale_loop_left_recorded_by_asgiref_is_not_used():

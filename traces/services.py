@@ -162,7 +162,7 @@ def _price_unpriced_llm_rows(rows: Iterable[dict[str, Any]]) -> None:
     for row in rows:
         if not row.get("_billed") or row.get("cost") is not None or row.get("kind") != SpanKind.LLM:
             continue
-        row["cost"] = hub.price(
+        row["cost"] = hub.pricer(
             provider=row.get("provider", ""),
             model=row.get("model", ""),
             at=row["start_time"],

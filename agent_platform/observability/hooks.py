@@ -141,6 +141,11 @@ class Pricer(Protocol):
         ...
 
 
+def no_price(**_usage: Any) -> None:
+    """The pricer while none is registered: LLM spans stay unpriced."""
+    return None
+
+
 class Observer:
     """Base class for sinks; override what you need."""
 
@@ -172,7 +177,7 @@ class Observer:
 class ObserverHub:
     def __init__(self) -> None:
         self._observers: list[Observer] = []
-        self._pricer: Pricer | None = None
+        self.pricer: Pricer = no_price  # the costs app registers the price table in its ready()
         self._lock = threading.Lock()
 
     @property
@@ -233,33 +238,9 @@ class ObserverHub:
             observer.on_ingested_llm_spans(spans, user_id=user_id)
 
     def set_pricer(self, pricer: Pricer | None) -> None:
-        self._pricer = pricer
-
-    def price(
-        self,
-        *,
-        provider: str,
-        model: str,
-        at: datetime,
-        input_tokens: int = 0,
-        output_tokens: int = 0,
-        cached_tokens: int = 0,
-        reasoning_tokens: int = 0,
-    ) -> Decimal | None:
-        """The cost of a call with this usage by the registered pricer; None without a pricer or a matching price.
-        A failing pricer raises: the caller's batch fails (and is retried) rather than being stored unpriced."""
-        pricer = self._pricer
-        if pricer is None:
-            return None
-        return pricer(
-            provider=provider,
-            model=model,
-            at=at,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            cached_tokens=cached_tokens,
-            reasoning_tokens=reasoning_tokens,
-        )
+        """Register the pricer (None: price nothing). A failing pricer raises into the caller: its batch fails and
+        is retried rather than being stored unpriced."""
+        self.pricer = pricer or no_price
 
     def flush(self) -> None:
         for observer in self._observers:

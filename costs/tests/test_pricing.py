@@ -110,8 +110,8 @@ def test_billing_is_a_property_of_the_call():
 @pytest.mark.django_db
 def test_the_costs_app_prices_through_the_hub():
     usage = {"at": T0, "input_tokens": 2000, "output_tokens": 1000, "cached_tokens": 0, "reasoning_tokens": 0}
-    assert hub.price(provider="mock", model="mock/demo", **usage) == Decimal("0.0025")  # registered in ready()
-    assert hub.price(provider="acme", model="acme/secret-model", **usage) is None
+    assert hub.pricer(provider="mock", model="mock/demo", **usage) == Decimal("0.0025")  # registered in ready()
+    assert hub.pricer(provider="acme", model="acme/secret-model", **usage) is None
 
 
 @pytest.mark.django_db

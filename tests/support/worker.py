@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,6 +51,7 @@ class CeleryWorker:
         self.pool = pool
         self.process: subprocess.Popen | None = None
         self.name_prefix = f"test-{os.getpid()}-{id(self)}"
+        self.node_name = f"{self.name_prefix}@{socket.gethostname()}"  # what `-n <prefix>@%h` expands to
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"celery-worker-{os.getpid()}-{id(self)}.log"
 
     def start(self, timeout: float = 60.0) -> None:
@@ -86,15 +88,10 @@ class CeleryWorker:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            inspect = app.control.inspect(timeout=1.0)
-            busy = [
-                task
-                for replies in (inspect.active() or {}, inspect.reserved() or {})
-                for name, tasks in replies.items()
-                if self.name_prefix in name
-                for task in tasks
-            ]
-            if not busy:
+            # addressed to this worker only, so each reply returns at once instead of after the whole timeout
+            inspect = app.control.inspect(destination=[self.node_name], timeout=2.0)
+            replies = [inspect.active(), inspect.reserved()]
+            if all(reply and not reply.get(self.node_name) for reply in replies):
                 return
             time.sleep(0.1)
         raise RuntimeError(f"celery worker still busy after {timeout} s:\n{self.log()}")

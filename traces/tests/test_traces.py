@@ -64,7 +64,8 @@ def test_run_becomes_one_trace_with_nested_llm_and_tool_spans(user):
 
 
 def test_without_a_pricer_llm_spans_are_stored_unpriced(monkeypatch):
-    monkeypatch.setattr(hub, "_pricer", None)  # e.g. a deployment without the costs app
+    monkeypatch.setattr(hub, "pricer", hub.pricer)  # restored after the test
+    hub.set_pricer(None)  # e.g. a deployment without the costs app
     with start_span(kind=SpanKind.AGENT_RUN, name="run") as run:
         hub.emit_llm_call(llm_record())
     hub.flush()
