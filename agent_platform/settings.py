@@ -139,17 +139,17 @@ if REDIS_URL:
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }
     }
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [REDIS_URL],
-                "prefix": env("CHANNEL_LAYER_PREFIX", default=f"{CACHE_KEY_PREFIX}:asgi"),
-                "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=5000),
-                "expiry": 60,
-            },
-        }
-    }
+    # channels-redis's pub/sub layer: a group message is one PUBLISH, pushed to the subscribed server process, so
+    # a streamed token is not a Lua script plus a blocking pop per message. It keeps no backlog: a socket that
+    # misses an event sees the gap in its sequence numbers and fetches it from the stored run (see agents.consumers).
+    # CHANNEL_LAYER_BACKEND=core selects the list-based layer (with capacity and expiry) instead.
+    layer_config = {"hosts": [REDIS_URL], "prefix": env("CHANNEL_LAYER_PREFIX", default=f"{CACHE_KEY_PREFIX}:asgi")}
+    if env("CHANNEL_LAYER_BACKEND", default="pubsub") == "core":
+        layer_backend = "channels_redis.core.RedisChannelLayer"
+        layer_config.update(capacity=env.int("CHANNEL_LAYER_CAPACITY", default=5000), expiry=60)
+    else:
+        layer_backend = "channels_redis.pubsub.RedisPubSubChannelLayer"
+    CHANNEL_LAYERS = {"default": {"BACKEND": layer_backend, "CONFIG": layer_config}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": CACHE_KEY_PREFIX}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -87,9 +87,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         conversation = None
         if conversation_id:
             conversation = selectors.conversation_get(conversation_id=conversation_id, user=self.user)
-        agent = selectors.agent_get(slug=self.agent.slug, user=self.user)  # re-read: it may have been disabled
+        # The socket checked that this user may see the agent when it connected; here only whether it still exists
+        # and is enabled (one narrow query: this is on the way to the first token).
+        self.agent.enabled = selectors.agent_enabled(agent_id=self.agent.id, slug=self.agent.slug)
         services.runs_reap_inline()
-        run = services.run_create(agent=agent, input=text, conversation=conversation, user=self.user, run_id=run_id)
+        run = services.run_create(
+            agent=self.agent, input=text, conversation=conversation, user=self.user, run_id=run_id
+        )
         if dispatch:
             services.run_dispatch(run=run)
         return run

@@ -37,6 +37,14 @@ def agent_get(*, slug: str, user=None) -> AgentDefinition:
     return agent
 
 
+def agent_enabled(*, agent_id: int, slug: str) -> bool:
+    """Whether the agent is enabled now; AGENT_NOT_FOUND if it has been deleted."""
+    enabled = AgentDefinition.objects.filter(id=agent_id).values_list("enabled", flat=True).first()
+    if enabled is None:
+        raise PlatformError(f"No agent with slug {slug!r}.", code="AGENT_NOT_FOUND", field="slug")
+    return enabled
+
+
 def agent_catalog(*, user, category: str | None = None, search: str | None = None) -> QuerySet[AgentDefinition]:
     qs = agents_visible_to(user)
     if category:

@@ -361,9 +361,32 @@ def run_wait(*, run_id, timeout: float) -> Run:
         delay = min(delay * 1.5, 0.25)
 
 
+# One round trip on PostgreSQL: the conditional UPDATE returns the claimed row, and set_config(..., true) turns off
+# the WAL-flush wait for this statement's own transaction only (see _async_commit).
+_CLAIM_SQL = """
+UPDATE {table}
+   SET status = %s, started_at = %s, heartbeat_at = %s, attempts = attempts + 1,
+       input_tokens = 0, output_tokens = 0, llm_calls = 0, cost = NULL
+  FROM (SELECT set_config('synchronous_commit', %s, true)) AS commit_mode
+ WHERE {table}.id = %s AND {table}.status = %s
+RETURNING {table}.*
+"""
+
+
+def _async_commit_mode() -> str:
+    return "on" if str(_setting("AGENT_RUN_ASYNC_COMMIT", "true")).lower() in ("0", "false", "no") else "off"
+
+
 def run_claim(*, run_id) -> Run | None:
     """Take a queued run (conditional UPDATE): a redelivered or duplicate task for a taken run does nothing."""
     now = timezone.now()
+    if settings.USING_POSTGRES and not connection.in_atomic_block:
+        sql = _CLAIM_SQL.format(table=connection.ops.quote_name(Run._meta.db_table))
+        params = [RunStatus.RUNNING, now, now, _async_commit_mode(), str(run_id), RunStatus.QUEUED]
+        run = next(iter(Run.objects.raw(sql, params)), None)
+        if run is not None:
+            run.agent = AgentDefinition.objects.get(id=run.agent_id)
+        return run
     with transaction.atomic():
         _async_commit()
         claimed = Run.objects.filter(id=run_id, status=RunStatus.QUEUED).update(
@@ -512,6 +535,8 @@ def _claim_and_prepare(run_id) -> tuple[Run | None, AgentSpec | None, tuple[list
     if run is None:
         return None, None, ([], []), None
     try:
+        if not run.agent.enabled:  # disabled after the run was queued (a chat socket does not re-read the agent)
+            raise PlatformError(f"Agent {run.agent.slug!r} is disabled.", code="AGENT_DISABLED", field="agent")
         spec = agent_spec_build(agent=run.agent, question=run.input)
         return run, spec, conversation_context(run=run, spec=spec, agent=run.agent), None
     except PlatformError as exc:

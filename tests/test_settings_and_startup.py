@@ -92,9 +92,14 @@ def test_full_stack_from_database_url_and_redis_url():
     s = probe(DATABASE_URL="postgres://postgres@127.0.0.1:5432/test", REDIS_URL="redis://127.0.0.1:6379/3")
     assert s["db"] == "django.db.backends.postgresql" and s["conn_max_age"] > 0
     assert s["cache"].endswith("RedisCache")
-    assert s["channels"] == "channels_redis.core.RedisChannelLayer"
+    assert s["channels"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert s["broker"] == "redis://127.0.0.1:6379/3" and s["eager"] is False
     assert s["beat"] == "django_celery_beat.schedulers:DatabaseScheduler"
+
+
+def test_the_list_based_channel_layer_can_be_chosen():
+    s = probe(REDIS_URL="redis://127.0.0.1:6379/3", CHANNEL_LAYER_BACKEND="core")
+    assert s["channels"] == "channels_redis.core.RedisChannelLayer"
 
 
 def test_sentry_is_initialised_only_with_a_dsn():

@@ -102,6 +102,23 @@ async def test_unknown_agent_and_bad_messages(make_agent, user):
     await communicator.disconnect()
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_an_agent_disabled_or_deleted_after_the_socket_connected_takes_no_message(make_agent, user):
+    from agents.models import AgentDefinition
+
+    agent = await sync_to_async(make_agent)()
+    communicator = communicator_for(user)
+    assert (await communicator.connect())[0]
+    await AgentDefinition.objects.filter(id=agent.id).aupdate(enabled=False)
+    await communicator.send_json_to({"type": "message", "text": "hello"})
+    assert (await communicator.receive_json_from())["error"]["code"] == "AGENT_DISABLED"
+    await AgentDefinition.objects.filter(id=agent.id).adelete()
+    await communicator.send_json_to({"type": "message", "text": "hello"})
+    assert (await communicator.receive_json_from())["error"]["code"] == "AGENT_NOT_FOUND"
+    assert not await Run.objects.aexists()
+    await communicator.disconnect()
+
+
 # --- full stack: a real Celery worker on Redis, events relayed through channels-redis ------------------------
 
 

@@ -255,3 +255,33 @@ def test_a_run_can_be_created_with_the_id_its_caller_chose(make_agent, scripted,
     assert run.id == chosen and Run.objects.get(id=chosen).status == RunStatus.QUEUED
     with pytest.raises(IntegrityError):  # the id is the primary key: a second run cannot take it
         services.run_create(agent=agent, input="again", user=user, run_id=chosen)
+
+
+def test_a_run_whose_agent_was_disabled_after_it_was_queued_fails_with_agent_disabled(make_agent, scripted, user):
+    agent = make_agent(tools=[])
+    run = services.run_create(agent=agent, input="hello", user=user)
+    services.agent_update(agent=agent, data={"enabled": False})
+    finished = services.run_execute(run_id=run.id)
+    assert finished.status == RunStatus.FAILED and finished.error_code == "AGENT_DISABLED"
+    assert scripted.calls == []  # the model was never called
+    assert RunEvent.objects.get(run=run, type="error").data["code"] == "AGENT_DISABLED"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claiming_takes_a_queued_run_once_and_leaves_the_connection_committing_durably(make_agent, user):
+    """Outside a transaction, PostgreSQL claims with one statement; on SQLite the ORM's conditional UPDATE."""
+    from django.db import connection
+
+    agent = make_agent(tools=[])
+    run = services.run_create(agent=agent, input="hello", user=user)
+    claimed = services.run_claim(run_id=run.id)
+    assert claimed.id == run.id and claimed.status == RunStatus.RUNNING and claimed.attempts == 1
+    assert claimed.agent == agent and claimed.input == "hello" and claimed.started_at is not None
+    assert claimed.conversation_id == run.conversation_id and claimed.cost is None
+    assert services.run_claim(run_id=run.id) is None  # a duplicate task takes nothing
+    stored = Run.objects.get(id=run.id)
+    assert stored.status == RunStatus.RUNNING and stored.attempts == 1 and stored.heartbeat_at == claimed.started_at
+    if connection.vendor == "postgresql":  # the asynchronous commit was for the claim's own transaction only
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == "on"

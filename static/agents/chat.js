@@ -16,7 +16,7 @@
 
   let socket = null;
   let retry = 0;
-  let run = null; // {id, next, pending: Map, bubble, stream, done, gapTimer}
+  let run = null; // {id, next, pending: Map, bubble, stream, done, gapTimer, silenceTimer}
 
   function el(tag, cls, text) {
     const node = document.createElement(tag);
@@ -85,7 +85,19 @@
     const parts = newAssistantBubble();
     run = { id: msg.run_id, next: 1, pending: new Map(), done: false, gapTimer: null, traceId: msg.trace_id, ...parts };
     run.bubble.dataset.run = msg.run_id;
+    watchSilence();
     scroll();
+  }
+
+  // Live events are not queued for a socket that missed them (pub/sub): a gap shows in the sequence numbers, but
+  // a lost last event would not. A run that has been silent for a while asks for what it may have missed.
+  const SILENCE_MS = 10000;
+  function watchSilence() {
+    clearTimeout(run.silenceTimer);
+    const current = run;
+    current.silenceTimer = setTimeout(() => {
+      if (run === current && !current.done) { resume(); watchSilence(); }
+    }, SILENCE_MS);
   }
 
   function onEvent(event) {
@@ -96,6 +108,7 @@
       run.next = Math.max(run.next, event.seq);
     }
     if (event.seq < run.next || run.pending.has(event.seq)) return; // duplicate (replay overlap)
+    watchSilence();
     run.pending.set(event.seq, event);
     while (run.pending.has(run.next)) {
       const next = run.pending.get(run.next);
@@ -142,6 +155,7 @@
 
   function finish(d) {
     run.done = true;
+    clearTimeout(run.silenceTimer);
     busy(false);
     setStatus("");
     const meta = el("div", "meta");
