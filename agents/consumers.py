@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+import weakref
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -34,6 +35,20 @@ logger = logging.getLogger("agents.chat")
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 
+_listening_loops: weakref.WeakSet = weakref.WeakSet()
+
+
+async def _keep_layer_listening(layer) -> None:
+    """channels-redis's pub/sub layer pauses its reader for up to 100 ms whenever the process holds no subscription
+    (channels_redis/pubsub.py, `_do_receiving`), so the first socket after a quiet spell could hear its run's first
+    events that much late. One idle channel per event loop keeps the reader reading; nothing is ever sent to it."""
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    loop = asyncio.get_running_loop()
+    if isinstance(layer, RedisPubSubChannelLayer) and loop not in _listening_loops:
+        _listening_loops.add(loop)
+        await layer.new_channel("keepalive.")
+
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
@@ -47,6 +62,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except PlatformError:
             await self.close(code=CLOSE_NOT_FOUND)
             return
+        await _keep_layer_listening(self.channel_layer)
         self.user = user
         self.closed = False
         self.groups_joined: set[str] = set()

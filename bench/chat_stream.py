@@ -256,14 +256,15 @@ async def platform_stream(session, ws_url: str, cookie: str, origin: str, i: int
     return ttft, gaps, joined, problems
 
 
-def _server_breakdown() -> dict[str, float]:
-    """p50 of each stage: queued (run created → claimed), prepare (claim, spec, context), first_token (task start →
-    first token), and the client's first token; the rest of the client's time is the socket, daphne and the relay."""
-    import statistics
+def _server_breakdown(pct: float = 50) -> dict[str, float]:
+    """A percentile of each stage: queued (run created → claimed), prepare (claim, spec, context), first_token (task
+    start → first token), and the client's first token; the rest of the client's time is the socket, daphne and the
+    relay."""
+    from bench.harness import percentile
 
     keys = ("queued", "prepare", "first_token", "client_ttft")
     return {
-        key: round(statistics.median(values), 1)
+        key: round(percentile(values, pct), 1)
         for key in keys
         if (values := [t[key] for t in SERVER_TIMINGS if t.get(key) is not None])
     }
@@ -306,8 +307,9 @@ async def run(base_url: str, ws_url: str, cookie: str, origin: str) -> None:
             for _ttft, _gaps, _text, problems in ours:
                 problems_total.extend(problems)
             recovered = GAP_STATS["recovered_events"] - recovered_before
-            breakdown = _server_breakdown()
-            print(f"  {concurrency} chat(s), p50 where the first token's time went (ms): {breakdown}")
+            for pct in (50, 95):
+                stages = _server_breakdown(pct)
+                print(f"  {concurrency} chat(s), p{pct} where the first token's time went (ms): {stages}")
             tokens_total = count * (WORDS + 1)
             streams_checked += len(ours)
             bare_ttft = Stats.from_samples("litellm", [r[0] for r in bare], bare_s)
