@@ -49,13 +49,18 @@ def _setting(name: str, default: Any) -> Any:
     return value
 
 
+def _async_commit_mode() -> str:
+    """PostgreSQL's synchronous_commit for the run's hot-path bookkeeping: "off" unless AGENT_RUN_ASYNC_COMMIT=false."""
+    return "on" if str(_setting("AGENT_RUN_ASYNC_COMMIT", "true")).lower() in ("0", "false", "no") else "off"
+
+
 def _async_commit() -> None:
     """Inside a transaction on PostgreSQL: do not wait for the WAL flush at commit (~4 ms here on every commit).
 
     Used for the run's hot-path bookkeeping (creating and claiming a run, heartbeats, streamed events). A database
     crash may lose the last fraction of a second of these, never corrupt them; the reaper re-dispatches a queued run
     that nobody claimed. Turn off with AGENT_RUN_ASYNC_COMMIT=false. Outcomes (run_finish) always commit durably."""
-    if settings.USING_POSTGRES and str(_setting("AGENT_RUN_ASYNC_COMMIT", "true")).lower() not in ("0", "false", "no"):
+    if settings.USING_POSTGRES and _async_commit_mode() == "off":
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
@@ -373,10 +378,6 @@ RETURNING {table}.*
 """
 
 
-def _async_commit_mode() -> str:
-    return "on" if str(_setting("AGENT_RUN_ASYNC_COMMIT", "true")).lower() in ("0", "false", "no") else "off"
-
-
 def run_claim(*, run_id) -> Run | None:
     """Take a queued run (conditional UPDATE): a redelivered or duplicate task for a taken run does nothing."""
     now = timezone.now()
@@ -535,7 +536,7 @@ def _claim_and_prepare(run_id) -> tuple[Run | None, AgentSpec | None, tuple[list
     if run is None:
         return None, None, ([], []), None
     try:
-        if not run.agent.enabled:  # disabled after the run was queued (a chat socket does not re-read the agent)
+        if not run.agent.enabled:  # disabled while the run was queued
             raise PlatformError(f"Agent {run.agent.slug!r} is disabled.", code="AGENT_DISABLED", field="agent")
         spec = agent_spec_build(agent=run.agent, question=run.input)
         return run, spec, conversation_context(run=run, spec=spec, agent=run.agent), None
