@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -480,28 +479,12 @@ class _EventSink:
     on_event: EventCallback | None
     pending: list[dict[str, Any]] = field(default_factory=list)
     last_flush: float = field(default_factory=time.monotonic)
-
-    warmup: asyncio.Task | None = None
     publish_failures: int = 0
-
-    def warm_up(self) -> None:
-        """Open the channel layer's connection (new in each task's event loop) while the run is being prepared."""
-        if self.on_event is not None:
-            return
-        from channels.layers import get_channel_layer
-
-        layer = get_channel_layer()
-        if layer is not None:
-            self.warmup = asyncio.ensure_future(layer.group_send("agents.warmup", {"type": "noop"}))
 
     async def publish(self, event: dict[str, Any]) -> None:
         if self.on_event is not None:
             await self.on_event(event)
             return
-        if self.warmup is not None:
-            with contextlib.suppress(Exception):
-                await self.warmup
-            self.warmup = None
         from channels.layers import get_channel_layer
 
         layer = get_channel_layer()
@@ -548,14 +531,10 @@ async def run_execute_async(run_id, *, on_event: EventCallback | None = None) ->
     """Execute a queued run: claim it, stream the orchestrator's events, store the outcome. Idempotent."""
     began = time.perf_counter()
     sink = _EventSink(run_id=str(run_id), on_event=on_event)
-    sink.warm_up()
     run, spec, (messages, dropped), problem = await sync_to_async(_claim_and_prepare)(run_id)
     prepared = time.perf_counter()
     if run is None:
         logger.info("run %s is not queued; nothing to do", run_id)
-        if sink.warmup is not None:
-            with contextlib.suppress(Exception):
-                await sink.warmup
         return None
     rid = sink.run_id = str(run.id)
     seq_start = (run.attempts - 1) * ATTEMPT_SEQ_STRIDE + 1
