@@ -7,7 +7,8 @@ Client → server (JSON):
     {"type": "ping"}
 Server → client:
     {"type": "run", "run_id", "conversation_id", "trace_id"}             the run was created
-    {"type": "event", "run_id", "seq", "type"..}  — sent as {"type": "event", "event": {run_id, seq, type, data}}
+    {"type": "event", "event": {"run_id", "seq", "type", "data"}}      one event of the run
+    {"type": "events", "events": [{...}, ...]}                            consecutive events that came together
     {"type": "error", "error": {"code", "message", "details"}}
     {"type": "pong"}
 
@@ -183,8 +184,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """Channel-layer handler for {"type": "run.event", "event": {...}} published by a worker."""
         event = message["event"]
         await self._send_event(event)
+        await self._leave_if_finished(event)
+
+    async def run_events(self, message: dict) -> None:
+        """Channel-layer handler for {"type": "run.events", "events": [...]}: consecutive events of one run that a
+        busy worker sent together; they reach the socket together too, as one frame."""
+        events = message["events"]
+        if not self.closed:
+            try:
+                await self.send_json({"type": "events", "events": events})
+            except Exception:  # the socket went away mid-run; the run goes on and is stored
+                self.closed = True
+        await self._leave_if_finished(events[-1])
+
+    async def _leave_if_finished(self, event: dict) -> None:
         if event.get("type") in services.TERMINAL_EVENTS:
-            group = services.run_group(event.get("run_id"))
-            if group in self.groups_joined:
-                self.groups_joined.discard(group)
-                await self.channel_layer.group_discard(group, self.channel_name)
+            await self._leave(services.run_group(event.get("run_id")))

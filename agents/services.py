@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import os
@@ -366,26 +367,41 @@ def run_wait(*, run_id, timeout: float) -> Run:
 
 
 # One round trip on PostgreSQL: the conditional UPDATE returns the claimed row, and set_config(..., true) turns off
-# the WAL-flush wait for this statement's own transaction only (see _async_commit).
+# the WAL-flush wait for this statement's own transaction only (see _async_commit). It also returns a digest of the
+# agent's row, so that the agent is read again only when it has changed.
 _CLAIM_SQL = """
-UPDATE {table}
+UPDATE {run}
    SET status = %s, started_at = %s, heartbeat_at = %s, attempts = attempts + 1,
        input_tokens = 0, output_tokens = 0, llm_calls = 0, cost = NULL
   FROM (SELECT set_config('synchronous_commit', %s, true)) AS commit_mode
- WHERE {table}.id = %s AND {table}.status = %s
-RETURNING {table}.*
+ WHERE {run}.id = %s AND {run}.status = %s
+RETURNING {run}.*, (SELECT md5(agent::text) FROM {agent} AS agent WHERE agent.id = {run}.agent_id) AS agent_digest
 """
+_AGENT_CACHE_SIZE = 256
+_agents_by_digest: dict[int, tuple[str, AgentDefinition]] = {}
+
+
+def _agent_as_of(*, agent_id: int, digest: str | None) -> AgentDefinition:
+    """The agent whose row has this digest: from this process's cache, read again when the row has changed."""
+    cached = _agents_by_digest.get(agent_id)
+    if cached is None or digest is None or cached[0] != digest:
+        agent = AgentDefinition.objects.get(id=agent_id)
+        if len(_agents_by_digest) >= _AGENT_CACHE_SIZE:
+            _agents_by_digest.clear()
+        _agents_by_digest[agent_id] = cached = (digest or "", agent)
+    return copy.copy(cached[1])  # each run gets its own instance: nothing a run sets leaks into another
 
 
 def run_claim(*, run_id) -> Run | None:
     """Take a queued run (conditional UPDATE): a redelivered or duplicate task for a taken run does nothing."""
     now = timezone.now()
     if settings.USING_POSTGRES and not connection.in_atomic_block:
-        sql = _CLAIM_SQL.format(table=connection.ops.quote_name(Run._meta.db_table))
+        quote = connection.ops.quote_name
+        sql = _CLAIM_SQL.format(run=quote(Run._meta.db_table), agent=quote(AgentDefinition._meta.db_table))
         params = [RunStatus.RUNNING, now, now, _async_commit_mode(), str(run_id), RunStatus.QUEUED]
         run = next(iter(Run.objects.raw(sql, params)), None)
         if run is not None:
-            run.agent = AgentDefinition.objects.get(id=run.agent_id)
+            run.agent = _agent_as_of(agent_id=run.agent_id, digest=run.agent_digest)
         return run
     with transaction.atomic():
         _async_commit()
@@ -427,8 +443,11 @@ def _events_store(run_id, events: list[dict[str, Any]]) -> None:
 
 
 @transaction.atomic
-def run_finish(*, run_id, orchestrator: Orchestrator, events: list[dict[str, Any]], cancelled: bool = False) -> Run:
-    """Store the outcome (conditional on the run still running here), the answer message and the last events."""
+def run_finish(*, run: Run, orchestrator: Orchestrator, events: list[dict[str, Any]], cancelled: bool = False) -> Run:
+    """Store the outcome (conditional on the run still running here), the answer message and the last events.
+
+    `run`: the run as claimed. When the conditional update takes, the run is returned with the values written (no
+    re-read on the way out of every run); when it does not (cancelled or taken over meanwhile), as stored."""
     now = timezone.now()
     totals = orchestrator.totals
     common = {
@@ -443,29 +462,30 @@ def run_finish(*, run_id, orchestrator: Orchestrator, events: list[dict[str, Any
     }
     error = orchestrator.error
     if cancelled:
-        Run.objects.filter(id=run_id, status__in=[RunStatus.RUNNING, RunStatus.CANCELLED]).update(
-            status=RunStatus.CANCELLED, error_code="RUN_CANCELLED", error_message="The run was cancelled.", **common
-        )
+        outcome = {
+            "status": RunStatus.CANCELLED,
+            "error_code": "RUN_CANCELLED",
+            "error_message": "The run was cancelled.",
+        }
+        from_statuses = [RunStatus.RUNNING, RunStatus.CANCELLED]
     elif error is None:
-        updated = Run.objects.filter(id=run_id, status=RunStatus.RUNNING).update(
-            status=RunStatus.SUCCEEDED, output=orchestrator.output, **common
-        )
-        if updated:
-            run = Run.objects.only("conversation_id").get(id=run_id)
-            if run.conversation_id:
-                Message.objects.create(
-                    conversation_id=run.conversation_id,
-                    role=Message.Role.ASSISTANT,
-                    content=orchestrator.output,
-                    run_id=run_id,
-                )
-                Conversation.objects.filter(id=run.conversation_id).update(updated_at=now)
+        outcome = {"status": RunStatus.SUCCEEDED, "output": orchestrator.output}
+        from_statuses = [RunStatus.RUNNING]
     else:
-        Run.objects.filter(id=run_id, status=RunStatus.RUNNING).update(
-            status=RunStatus.FAILED, error_code=error.code, error_message=error.message, **common
+        outcome = {"status": RunStatus.FAILED, "error_code": error.code, "error_message": error.message}
+        from_statuses = [RunStatus.RUNNING]
+    updated = Run.objects.filter(id=run.id, status__in=from_statuses).update(**outcome, **common)
+    if updated and outcome["status"] == RunStatus.SUCCEEDED and run.conversation_id:
+        Message.objects.create(
+            conversation_id=run.conversation_id, role=Message.Role.ASSISTANT, content=orchestrator.output, run_id=run.id
         )
-    _events_store(run_id, events)
-    return Run.objects.get(id=run_id)
+        Conversation.objects.filter(id=run.conversation_id).update(updated_at=now)
+    _events_store(run.id, events)
+    if not updated:
+        return Run.objects.get(id=run.id)
+    for name, value in {**outcome, **common}.items():
+        setattr(run, name, Run._meta.get_field(name).to_python(value))
+    return run
 
 
 EventCallback = Callable[[dict[str, Any]], Awaitable[None]]
@@ -473,34 +493,64 @@ EventCallback = Callable[[dict[str, Any]], Awaitable[None]]
 
 @dataclass
 class _EventSink:
-    """Publishes each event at once (to the socket or the channel layer) and stores them in batches."""
+    """Publishes each event at once (to the socket or the channel layer) and stores them in batches.
+
+    To the channel layer, one send is in flight per run: events that arrive meanwhile leave together in the next
+    message ("run.events"). An idle stream sends each event alone, as soon as it exists; a busy worker sends fewer,
+    larger messages instead of falling behind one round trip per token."""
 
     run_id: str
     on_event: EventCallback | None
     pending: list[dict[str, Any]] = field(default_factory=list)
     last_flush: float = field(default_factory=time.monotonic)
     publish_failures: int = 0
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    sender: asyncio.Task | None = None
 
     async def publish(self, event: dict[str, Any]) -> None:
+        """Send one event now, after any still on their way."""
         if self.on_event is not None:
             await self.on_event(event)
             return
-        from channels.layers import get_channel_layer
-
-        layer = get_channel_layer()
-        if layer is not None:
-            try:
-                await layer.group_send(run_group(self.run_id), {"type": "run.event", "event": event})
-            except Exception:  # the run goes on: its events are stored, clients fetch them by sequence number
-                self.publish_failures += 1
-                if self.publish_failures == 1:
-                    logger.warning("run %s: publishing events failed", self.run_id, exc_info=True)
+        await self.drain()
+        await self._group_send([event])
 
     async def add(self, event: dict[str, Any]) -> None:
         self.pending.append(event)
-        await self.publish(event)
+        if self.on_event is not None:
+            await self.on_event(event)
+        else:
+            self.outbox.append(event)
+            if self.sender is None or self.sender.done():
+                self.sender = asyncio.create_task(self._send_outbox())
         if len(self.pending) >= EVENT_FLUSH_EVERY or time.monotonic() - self.last_flush >= EVENT_FLUSH_SECONDS:
             await self.flush()
+
+    async def drain(self) -> None:
+        if self.sender is not None:
+            await self.sender
+
+    async def _send_outbox(self) -> None:
+        while self.outbox:
+            batch, self.outbox = self.outbox, []
+            await self._group_send(batch)
+
+    async def _group_send(self, events: list[dict[str, Any]]) -> None:
+        from channels.layers import get_channel_layer
+
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        if len(events) == 1:
+            message = {"type": "run.event", "event": events[0]}
+        else:
+            message = {"type": "run.events", "events": events}
+        try:
+            await layer.group_send(run_group(self.run_id), message)
+        except Exception:  # the run goes on: its events are stored, clients fetch them by sequence number
+            self.publish_failures += 1
+            if self.publish_failures == 1:
+                logger.warning("run %s: publishing events failed", self.run_id, exc_info=True)
 
     async def flush(self) -> None:
         batch, self.pending = self.pending, []
@@ -549,7 +599,7 @@ async def run_execute_async(run_id, *, on_event: EventCallback | None = None) ->
             "type": "error",
             "data": {"code": exc.code, "message": exc.message, "details": exc.details, "trace_id": run.trace_id},
         }
-        finished = await sync_to_async(run_finish)(run_id=rid, orchestrator=orchestrator, events=[event])
+        finished = await sync_to_async(run_finish)(run=run, orchestrator=orchestrator, events=[event])
         await sink.publish(event)
         return finished
 
@@ -607,7 +657,7 @@ async def run_execute_async(run_id, *, on_event: EventCallback | None = None) ->
     if terminal["type"] == "final" or cancelled:
         terminal["data"]["status"] = RunStatus.CANCELLED.value if cancelled else RunStatus.SUCCEEDED.value
     finished = await sync_to_async(run_finish)(
-        run_id=rid, orchestrator=orchestrator, events=[*sink.pending, terminal], cancelled=cancelled
+        run=run, orchestrator=orchestrator, events=[*sink.pending, terminal], cancelled=cancelled
     )
     sink.pending = []
     if terminal["type"] == "final" or cancelled:

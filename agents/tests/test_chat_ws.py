@@ -1,11 +1,13 @@
 """The chat websocket: in-process runs on the embedded default, and a real Celery worker relaying through Redis."""
 
+import asyncio
 import time
 import uuid
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
@@ -28,9 +30,9 @@ async def receive_run(communicator, timeout=30):
         message = await communicator.receive_json_from(timeout=max(deadline - time.monotonic(), 0.1))
         if message["type"] == "run":
             run_message = message
-        elif message["type"] == "event":
-            events.append(message["event"])
-            if message["event"]["type"] in ("final", "error"):
+        elif message["type"] in ("event", "events"):  # one event, or several a busy worker sent together
+            events.extend(message["events"] if message["type"] == "events" else [message["event"]])
+            if events[-1]["type"] in ("final", "error"):
                 return run_message, events
         elif message["type"] == "error":
             return message, events
@@ -197,3 +199,63 @@ def test_a_run_whose_worker_is_killed_mid_run_is_requeued_and_completes_once(cel
     run.refresh_from_db()
     assert run.llm_calls == 1 and run.attempts == 2
     assert RunEvent.objects.filter(run=run, type="final").count() == 1
+
+
+class _SlowLayer(InMemoryChannelLayer):
+    """A channel layer whose sends wait until the test lets them through: a worker whose relay is busy."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.open = asyncio.Event()
+        self.sent = []
+
+    async def group_send(self, group, message):
+        self.sent.append(message)
+        await self.open.wait()
+        await super().group_send(group, message)
+
+
+async def test_events_made_while_a_send_is_in_flight_leave_together_and_in_order(monkeypatch):
+    from agents import services
+
+    layer = _SlowLayer()
+    monkeypatch.setattr("channels.layers.get_channel_layer", lambda *args: layer)
+    sink = services._EventSink(run_id=str(uuid.uuid4()), on_event=None)
+    events = [{"run_id": sink.run_id, "seq": seq, "type": "token", "data": {"text": f"t{seq}"}} for seq in (1, 2, 3)]
+    await sink.add(events[0])
+    await asyncio.sleep(0)  # the first event leaves at once, alone; its send is now in flight
+    await sink.add(events[1])
+    await sink.add(events[2])
+    layer.open.set()
+    final = {"run_id": sink.run_id, "seq": 4, "type": "final", "data": {}}
+    await sink.publish(final)  # the last event waits for the ones before it
+    assert layer.sent == [
+        {"type": "run.event", "event": events[0]},
+        {"type": "run.events", "events": events[1:]},
+        {"type": "run.event", "event": final},
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_events_sent_together_reach_the_socket_as_one_frame(make_agent, user, settings):
+    from agents import services
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # events come through the channel layer, as from a worker
+    agent = await sync_to_async(make_agent)()
+    run = await sync_to_async(services.run_create)(agent=agent, input="hi", user=user)
+    communicator = communicator_for(user)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "resume", "run_id": str(run.id), "after_seq": 0})  # joins the run
+    await asyncio.sleep(0.2)
+    rid = str(run.id)
+    together = [
+        {"run_id": rid, "seq": 1, "type": "token", "data": {"text": "Hel"}},
+        {"run_id": rid, "seq": 2, "type": "token", "data": {"text": "lo"}},
+        {"run_id": rid, "seq": 3, "type": "final", "data": {"status": "succeeded"}},
+    ]
+    await get_channel_layer().group_send(services.run_group(rid), {"type": "run.events", "events": together})
+    assert await communicator.receive_json_from(timeout=10) == {"type": "events", "events": together}
+    # the run has ended for this socket: it has left the run's group
+    await get_channel_layer().group_send(services.run_group(rid), {"type": "run.event", "event": together[0]})
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()

@@ -285,3 +285,30 @@ def test_claiming_takes_a_queued_run_once_and_leaves_the_connection_committing_d
         with connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone()[0] == "on"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_sees_every_change_to_its_agent_even_one_made_without_save(make_agent, user):
+    """The claim keeps agents it has read (PostgreSQL: checked against a digest of the row); any change is seen."""
+    from agents.models import AgentDefinition
+
+    agent = make_agent(tools=[], system_prompt_text="Be brief.")
+    first = services.run_claim(run_id=services.run_create(agent=agent, input="one", user=user).id)
+    second = services.run_claim(run_id=services.run_create(agent=agent, input="two", user=user).id)
+    assert first.agent.system_prompt_text == second.agent.system_prompt_text == "Be brief."
+    assert first.agent is not second.agent  # each run has its own instance
+    # a queryset update neither calls save() nor touches updated_at
+    AgentDefinition.objects.filter(id=agent.id).update(system_prompt_text="Be thorough.", enabled=False)
+    third = services.run_claim(run_id=services.run_create(agent=agent, input="three", user=user).id)
+    assert third.agent.system_prompt_text == "Be thorough." and third.agent.enabled is False
+
+
+def test_the_finished_run_returned_is_the_run_as_stored(make_agent, scripted, user):
+    agent = make_agent(tools=[])
+    scripted.queue_response(content="Done.")
+    run = services.run_create(agent=agent, input="hello", user=user)
+    finished = services.run_execute(run_id=run.id)
+    stored = Run.objects.get(id=run.id)
+    fields = ("status", "output", "error_code", "input_tokens", "output_tokens", "llm_calls", "cost", "finished_at")
+    assert [getattr(finished, f) for f in fields] == [getattr(stored, f) for f in fields]
+    assert stored.status == RunStatus.SUCCEEDED and stored.output == "Done." and stored.llm_calls == 1

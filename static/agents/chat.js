@@ -55,6 +55,7 @@
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
       if (msg.type === "run") onRun(msg);
       else if (msg.type === "event") onEvent(msg.event);
+      else if (msg.type === "events") msg.events.forEach(onEvent); // several that a busy server sent together
       else if (msg.type === "error") showError(msg.error);
     };
   }
