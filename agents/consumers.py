@@ -112,7 +112,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             agent=self.agent, input=text, conversation=conversation, user=self.user, run_id=run_id
         )
         if dispatch:
-            services.run_dispatch(run=run)
+            services.run_dispatch(run=run, opens_conversation=conversation is None)
         return run
 
     async def _start(self, content: dict) -> None:
@@ -121,7 +121,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if settings.CELERY_TASK_ALWAYS_EAGER:
             run = await create(content.get("text"), content.get("conversation_id"))
             await self.send_json(self._ack(run))
-            task = asyncio.create_task(services.run_execute_async(run.id, on_event=self._send_event))
+            opens = not content.get("conversation_id")
+            execute = services.run_execute_async(run.id, on_event=self._send_event, opens_conversation=opens)
+            task = asyncio.create_task(execute)
             self.local_runs.add(task)
             task.add_done_callback(self.local_runs.discard)
             return

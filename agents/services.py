@@ -247,17 +247,20 @@ SUMMARY_RESERVE_TOKENS = 400
 
 
 def conversation_context(
-    *, run: Run, spec: AgentSpec, agent: AgentDefinition
+    *, run: Run, spec: AgentSpec, agent: AgentDefinition, opens_conversation: bool = False
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The run's conversation up to its own input, trimmed to the model's context window: (kept, dropped).
 
-    With the memory setting `"summarize": true` the dropped (oldest) messages are returned too, for the
-    orchestrator to summarise into one note; room for that note is kept free."""
+    `opens_conversation`: the run started its conversation, so its own input is all there is to read (no query on
+    the way to the first token). With the memory setting `"summarize": true` the dropped (oldest) messages are
+    returned too, for the orchestrator to summarise into one note; room for that note is kept free."""
     settings_ = agent.memory or {}
     max_messages = int(settings_.get("max_messages") or 100)
-    own = Message.objects.filter(run_id=run.id, role="user").order_by("id").values("id")[:1]
-    qs = Message.objects.filter(conversation_id=run.conversation_id, role__in=["user", "assistant"], id__lte=own)
-    rows = list(qs.order_by("-id")[:max_messages])[::-1]
+    rows = []
+    if not opens_conversation:
+        own = Message.objects.filter(run_id=run.id, role="user").order_by("id").values("id")[:1]
+        qs = Message.objects.filter(conversation_id=run.conversation_id, role__in=["user", "assistant"], id__lte=own)
+        rows = list(qs.order_by("-id")[:max_messages])[::-1]
     messages = [m.as_llm_message() for m in rows] or [{"role": "user", "content": run.input}]
     system = {"role": "system", "content": spec.system_prompt} if spec.system_prompt else None
     budget = memory.context_budget(endpoint=spec.model_endpoint, memory=settings_, parameters=spec.parameters)
@@ -317,8 +320,10 @@ def run_create(
     return run
 
 
-def run_dispatch(*, run: Run) -> None:
-    """Hand the run to Celery (after the transaction commits), or execute it here on the embedded default."""
+def run_dispatch(*, run: Run, opens_conversation: bool = False) -> None:
+    """Hand the run to Celery (after the transaction commits), or execute it here on the embedded default.
+
+    `opens_conversation`: the run was created with a new conversation (its worker need not read the history)."""
     from agents.tasks import run_execute_task
 
     if not run.celery_task_id or run.attempts:  # a re-queued run gets a new task id
@@ -327,7 +332,8 @@ def run_dispatch(*, run: Run) -> None:
     task_id = run.celery_task_id
 
     def send() -> None:
-        run_execute_task.apply_async(args=[str(run.id)], task_id=task_id)
+        kwargs = {"opens_conversation": True} if opens_conversation else {}
+        run_execute_task.apply_async(args=[str(run.id)], kwargs=kwargs, task_id=task_id)
 
     if settings.CELERY_TASK_ALWAYS_EAGER:
         send()
@@ -348,7 +354,7 @@ def run_start(
     """Create a run and start it. With `wait`, return it finished (or as it is after `wait_seconds`)."""
     runs_reap_inline()
     run = run_create(agent=agent, input=input, conversation=conversation, user=user, api_key_id=api_key_id)
-    run_dispatch(run=run)
+    run_dispatch(run=run, opens_conversation=conversation is None)
     if wait:
         return run_wait(run_id=run.id, timeout=wait_seconds or _setting("AGENT_RUN_WAIT_SECONDS", 120))
     run.refresh_from_db()
@@ -563,7 +569,9 @@ def _event_dict(run_id: str, event: AgentEvent) -> dict[str, Any]:
     return {"run_id": run_id, "seq": event.seq, "type": event.type, "data": event.data}
 
 
-def _claim_and_prepare(run_id) -> tuple[Run | None, AgentSpec | None, tuple[list, list], PlatformError | None]:
+def _claim_and_prepare(
+    run_id, opens_conversation: bool
+) -> tuple[Run | None, AgentSpec | None, tuple[list, list], PlatformError | None]:
     """One trip to the database thread: claim the run, then build its spec and context (or the reason it cannot)."""
     run = run_claim(run_id=run_id)
     if run is None:
@@ -572,16 +580,19 @@ def _claim_and_prepare(run_id) -> tuple[Run | None, AgentSpec | None, tuple[list
         if not run.agent.enabled:  # disabled while the run was queued
             raise PlatformError(f"Agent {run.agent.slug!r} is disabled.", code="AGENT_DISABLED", field="agent")
         spec = agent_spec_build(agent=run.agent, question=run.input)
-        return run, spec, conversation_context(run=run, spec=spec, agent=run.agent), None
+        context = conversation_context(run=run, spec=spec, agent=run.agent, opens_conversation=opens_conversation)
+        return run, spec, context, None
     except PlatformError as exc:
         return run, None, ([], []), exc
 
 
-async def run_execute_async(run_id, *, on_event: EventCallback | None = None) -> Run | None:
+async def run_execute_async(
+    run_id, *, on_event: EventCallback | None = None, opens_conversation: bool = False
+) -> Run | None:
     """Execute a queued run: claim it, stream the orchestrator's events, store the outcome. Idempotent."""
     began = time.perf_counter()
     sink = _EventSink(run_id=str(run_id), on_event=on_event)
-    run, spec, (messages, dropped), problem = await sync_to_async(_claim_and_prepare)(run_id)
+    run, spec, (messages, dropped), problem = await sync_to_async(_claim_and_prepare)(run_id, opens_conversation)
     prepared = time.perf_counter()
     if run is None:
         logger.info("run %s is not queued; nothing to do", run_id)
@@ -673,10 +684,10 @@ async def run_execute_async(run_id, *, on_event: EventCallback | None = None) ->
     return finished
 
 
-def run_execute(*, run_id) -> Run | None:
+def run_execute(*, run_id, opens_conversation: bool = False) -> Run | None:
     """Sync entry point (Celery task, eager or worker), on the process's shared event loop: the model's HTTP
     connection and the channel layer's Redis connection stay open from one run to the next."""
-    return call_async(run_execute_async, run_id)
+    return call_async(run_execute_async, run_id, opens_conversation=opens_conversation)
 
 
 def run_cancel(*, run: Run) -> Run:

@@ -320,9 +320,8 @@ async def run(base_url: str, ws_url: str, cookie: str, origin: str) -> None:
                 stages = _server_breakdown(pct)
                 print(f"  {concurrency} chat(s), p{pct} where the first token's time went (ms): {stages}")
             batching = FRAMES["events"] / max(FRAMES["frames"], 1)
-            print(
-                f"  {concurrency} chat(s): {FRAMES['events']} live events in {FRAMES['frames']} frames ({batching:.2f} per frame)"
-            )
+            frames = f"{FRAMES['events']} live events in {FRAMES['frames']} frames ({batching:.2f} per frame)"
+            print(f"  {concurrency} chat(s): {frames}")
             tokens_total = count * (WORDS + 1)
             streams_checked += len(ours)
             bare_ttft = Stats.from_samples("litellm", [r[0] for r in bare], bare_s)

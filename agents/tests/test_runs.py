@@ -312,3 +312,19 @@ def test_the_finished_run_returned_is_the_run_as_stored(make_agent, scripted, us
     fields = ("status", "output", "error_code", "input_tokens", "output_tokens", "llm_calls", "cost", "finished_at")
     assert [getattr(finished, f) for f in fields] == [getattr(stored, f) for f in fields]
     assert stored.status == RunStatus.SUCCEEDED and stored.output == "Done." and stored.llm_calls == 1
+
+
+def test_a_run_that_opens_its_conversation_sends_what_reading_the_history_would(make_agent, scripted, user):
+    """The first run of a conversation skips reading the history: the model gets the same messages either way."""
+    agent = make_agent(tools=[])
+    sent = []
+    for opens in (True, False):
+        scripted.queue_response(content="Hi.")
+        run = services.run_create(agent=agent, input="Hello there.", user=user)
+        services.run_execute(run_id=run.id, opens_conversation=opens)
+        sent.append(scripted.calls[-1].messages)
+    assert sent[0] == sent[1]
+    assert [(m["role"], m["content"]) for m in sent[0]] == [
+        ("system", "You are a helpful test agent."),
+        ("user", "Hello there."),
+    ]
