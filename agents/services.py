@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ ATTEMPT_SEQ_STRIDE = 1_000_000  # attempt n numbers its events from (n-1)*stride
 EVENT_FLUSH_EVERY = 50
 EVENT_FLUSH_SECONDS = 0.25
 TERMINAL_EVENTS = ("final", "error")
+COST_QUANTUM = Decimal(1).scaleb(-Run._meta.get_field("cost").decimal_places)
 
 
 def _setting(name: str, default: Any) -> Any:
@@ -462,7 +464,8 @@ def run_finish(*, run: Run, orchestrator: Orchestrator, events: list[dict[str, A
         "input_tokens": totals.input_tokens,
         "output_tokens": totals.output_tokens,
         "llm_calls": totals.llm_calls,
-        "cost": totals.cost,
+        # rounded as the column stores it (half away from zero), so that the run returned equals the run stored
+        "cost": totals.cost.quantize(COST_QUANTUM, rounding=ROUND_HALF_UP) if totals.cost is not None else None,
         "prompt_name": orchestrator.spec.prompt_name or "",
         "prompt_version": orchestrator.spec.prompt_version,
     }

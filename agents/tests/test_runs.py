@@ -328,3 +328,19 @@ def test_a_run_that_opens_its_conversation_sends_what_reading_the_history_would(
         ("system", "You are a helpful test agent."),
         ("user", "Hello there."),
     ]
+
+
+def test_a_finished_runs_cost_is_returned_as_the_column_stores_it(make_agent, user):
+    from decimal import Decimal
+
+    from agents.orchestrator import Orchestrator
+
+    agent = make_agent(tools=[])
+    run = services.run_claim(run_id=services.run_create(agent=agent, input="hello", user=user).id)
+    orchestrator = Orchestrator(services.agent_spec_build(agent=agent), [], run_id=str(run.id))
+    orchestrator.output = "Done."
+    orchestrator.totals.cost = Decimal("0.000012345678901") + Decimal("0.000000000000005")  # more places than kept
+    finished = services.run_finish(run=run, orchestrator=orchestrator, events=[])
+    stored = Run.objects.get(id=run.id)
+    assert finished.cost == stored.cost == Decimal("0.00001235")
+    assert finished.status == stored.status == RunStatus.SUCCEEDED and finished.finished_at == stored.finished_at
