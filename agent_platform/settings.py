@@ -144,11 +144,14 @@ if REDIS_URL:
     # misses an event sees the gap in its sequence numbers and fetches it from the stored run (see agents.consumers).
     # CHANNEL_LAYER_BACKEND=core selects the list-based layer (with capacity and expiry) instead.
     layer_config = {"hosts": [REDIS_URL], "prefix": env("CHANNEL_LAYER_PREFIX", default=f"{CACHE_KEY_PREFIX}:asgi")}
-    if env("CHANNEL_LAYER_BACKEND", default="pubsub") == "core":
+    layer_choice = env("CHANNEL_LAYER_BACKEND", default="pubsub")
+    if layer_choice == "core":
         layer_backend = "channels_redis.core.RedisChannelLayer"
         layer_config.update(capacity=env.int("CHANNEL_LAYER_CAPACITY", default=5000), expiry=60)
-    else:
+    elif layer_choice == "pubsub":
         layer_backend = "channels_redis.pubsub.RedisPubSubChannelLayer"
+    else:
+        raise ImproperlyConfigured(f'CHANNEL_LAYER_BACKEND must be "pubsub" or "core", not {layer_choice!r}.')
     CHANNEL_LAYERS = {"default": {"BACKEND": layer_backend, "CONFIG": layer_config}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": CACHE_KEY_PREFIX}}

@@ -175,10 +175,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # --- run events ---------------------------------------------------------------------------------------------
     async def _send_event(self, event: dict) -> None:
+        await self._send_frame({"type": "event", "event": event})
+
+    async def _send_frame(self, frame: dict) -> None:
         if self.closed:
             return
         try:
-            await self.send_json({"type": "event", "event": event})
+            await self.send_json(frame)
         except Exception:  # the socket went away mid-run; the run goes on and is stored
             self.closed = True
 
@@ -192,11 +195,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """Channel-layer handler for {"type": "run.events", "events": [...]}: consecutive events of one run that a
         busy worker sent together; they reach the socket together too, as one frame."""
         events = message["events"]
-        if not self.closed:
-            try:
-                await self.send_json({"type": "events", "events": events})
-            except Exception:  # the socket went away mid-run; the run goes on and is stored
-                self.closed = True
+        await self._send_frame({"type": "events", "events": events})
         await self._leave_if_finished(events[-1])
 
     async def _leave_if_finished(self, event: dict) -> None:

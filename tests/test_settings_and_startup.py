@@ -102,6 +102,12 @@ def test_the_list_based_channel_layer_can_be_chosen():
     assert s["channels"] == "channels_redis.core.RedisChannelLayer"
 
 
+def test_a_mistyped_channel_layer_choice_is_refused_not_guessed():
+    result = run(["-c", PROBE], REDIS_URL="redis://127.0.0.1:6379/3", CHANNEL_LAYER_BACKEND="pubusb")
+    assert result.returncode != 0
+    assert 'CHANNEL_LAYER_BACKEND must be "pubsub" or "core"' in result.stderr
+
+
 def test_sentry_is_initialised_only_with_a_dsn():
     assert probe(SENTRY_DSN="http://public@127.0.0.1:9/1")["sentry"] is True
 
