@@ -55,6 +55,10 @@ ERROR_REGISTRY: dict[str, ErrorSpec] = {
     "CONFLICT": ErrorSpec(409, "The resource changed or already exists"),
     "INTERNAL_ERROR": ErrorSpec(500, "Unexpected server error"),
     "SERVICE_UNAVAILABLE": ErrorSpec(503, "A required service is unavailable"),
+    "REQUEST_TOO_LARGE": ErrorSpec(413, "The request body exceeds the size limit"),
+    "INPUT_TOO_DEEP": ErrorSpec(422, "The input is nested deeper than allowed"),
+    "CSRF_FAILED": ErrorSpec(403, "The CSRF check failed"),
+    "OTP_REQUIRED": ErrorSpec(401, "This account needs a valid one-time password"),
     # LLM layer
     "LLM_RATE_LIMITED": ErrorSpec(429, "The model provider is rate limiting"),
     "PROVIDER_NOT_CONFIGURED": ErrorSpec(424, "The model has no credentials configured"),
@@ -64,6 +68,8 @@ ERROR_REGISTRY: dict[str, ErrorSpec] = {
     # costs
     "BUDGET_EXCEEDED": ErrorSpec(402, "A hard budget would be exceeded"),
     "PRICE_NOT_FOUND": ErrorSpec(404, "No price for this model"),
+    "PRICE_UNKNOWN": ErrorSpec(402, "The model has no price, so a hard budget cannot allow it"),
+    "BUDGET_CHECK_FAILED": ErrorSpec(503, "The budget could not be checked; the call was refused"),
     # traces
     "TRACE_NOT_FOUND": ErrorSpec(404, "No such trace"),
     "INGEST_INVALID": ErrorSpec(422, "Some ingested items were invalid"),
