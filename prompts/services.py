@@ -676,7 +676,9 @@ async def arender_prompt(
     stickiness_key: str | None = None,
 ) -> RenderedPrompt:
     """`render_prompt` for async callers: served straight from the cache when warm; a miss (database) runs in a
-    worker thread."""
+    worker thread. The render itself always runs in a worker thread (of the shared pool, not the one thread that
+    serializes database work): it may take up to PROMPT_RENDER_TIMEOUT_MS, and the event loop keeps serving other
+    requests meanwhile."""
     from asgiref.sync import sync_to_async
 
     pv = get_prompt_cached(name=name, version=version, label=label, stickiness_key=stickiness_key)
@@ -684,7 +686,7 @@ async def arender_prompt(
         pv = await sync_to_async(get_prompt, thread_sensitive=True)(
             name=name, version=version, label=label, stickiness_key=stickiness_key
         )
-    return render_version(pv, variables)
+    return await sync_to_async(render_version, thread_sensitive=False)(pv, variables)
 
 
 @contextmanager
