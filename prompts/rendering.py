@@ -469,8 +469,8 @@ def _precheck_filter(name: str, value: Any, rest: list[Any], kwargs: dict[str, A
         if isinstance(slices, int):
             _too_big(slices, "|slice")
     elif name == "sum":
-        attribute = values[0] if values else kwargs.get("attribute")
-        start = values[1] if len(values) > 1 else kwargs.get("start", 0)
+        attribute = rest[0] if rest else kwargs.get("attribute")
+        start = rest[1] if len(rest) > 1 else kwargs.get("start", 0)
         if isinstance(start, _SIZED):
             # sum() of sequences concatenates pairwise: every partial result is a new copy.
             items = value if isinstance(value, (list, tuple)) else list(_metered(iter(value), "|sum"))
