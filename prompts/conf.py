@@ -2,8 +2,8 @@
 
 | name | default | meaning |
 |---|---|---|
-| PROMPT_RENDER_MAX_CHARS | 100000 | cap on output (per text or chat message) and on any string a template builds |
-| PROMPT_RENDER_TIMEOUT_MS | 1000 | wall-time cap of one render |
+| PROMPT_RENDER_MAX_CHARS | 100000 | cap on output (per text or chat message) and on any value a template builds |
+| PROMPT_RENDER_TIMEOUT_MS | 1000 | wall-time cap of one render, and of compiling one template |
 | PROMPT_RENDER_MAX_RANGE | 10000 | items one `range()` may produce |
 | PROMPT_RENDER_MAX_ITERATIONS | 200000 | loop iterations + calls in one render |
 | PROMPT_CACHE_STAMP_TTL_MS | 0 | >0: trust the in-process cache that long without checking the shared stamp |

@@ -7,10 +7,21 @@ Templates run in an `ImmutableSandboxedEnvironment` with `StrictUndefined`, hard
   such an access raises `jinja2.sandbox.SecurityError` → `PROMPT_SANDBOX_VIOLATION`. Nothing from Django (settings,
   request) is ever put into the template context: only the prompt's declared variables.
 - **Bounded output and time**: every loop's iterable is wrapped (by rewriting the parsed template) in a guard that
-  counts iterations and watches the deadline; every call (`environment.call`) does the same; `range()` refuses more
-  than `MAX_RANGE` items; `*`, `**`, `+`, `%` and `~` (concatenation), `str.format`, and the width-taking string
-  methods and filters check the size of what they would build *before* building it; the output stream is cut off
-  at `max_chars`. Any of these → `PROMPT_RENDER_LIMIT`.
+  counts iterations; every call (`environment.call`) counts too; the deadline is read on every tick and before every
+  filter, operator and literal. `range()` refuses more than `MAX_RANGE` items.
+- **Bounded building**: the sandbox caps what is *built*, not only what is printed. Every value a template makes
+  (`*`, `+`, `%`, `~`, list/tuple/dict literals, `str.format`, the growing string methods, and the filters) is
+  checked *before* it is built: no single string or container may weigh more than `max_chars`, where a value's
+  weight is (a lower bound of) the length of its text through nested containers, so `[[1]*10000]*10000` is refused
+  although each list is short; integers that `*`/`**` would make are capped at `MAX_INT_BITS`. One render may build
+  at most `BUILT_FACTOR * max_chars` characters and container slots in total. Lazy filter results (`|map`,
+  `|batch`, `|slice`, ...) watch the deadline per item. The output stream is cut off at `max_chars`. Any of these →
+  `PROMPT_RENDER_LIMIT`.
+- **Bounded compiling**: no constant folding (the optimizer is off, filters and the output finalizer take the
+  context), so saving a prompt never runs its filters; compiling runs under the render timeout
+  (`PROMPT_RENDER_LIMIT`, `stage: compile`); templates nested more than `MAX_NESTING` deep (blocks, brackets, unary
+  operators, inline `if`s, counted on the tokens before the recursive parser sees them) or whose parsed tree is
+  deeper than `MAX_TREE_DEPTH` are refused with `PROMPT_TEMPLATE_INVALID` (`limit: nesting`, the field named).
 - **Errors with locations**: syntax errors → `PROMPT_TEMPLATE_INVALID` with `line` and `column` (1-based;
   `message_index` for chat prompts); a missing variable → `PROMPT_VARIABLE_MISSING` naming it; a value of the wrong
   type for the schema → `PROMPT_VARIABLE_INVALID`.

@@ -146,6 +146,10 @@ def test_saving_a_prompt_does_not_run_its_filters():
     for source in ("{{ [1]|slice(3000000)|join }}", "{{ 'x'|center(10**9) }}", "{{ 'ab' ~ ('x'|center(10**9)) }}"):
         compile_template(source)  # returns at once: nothing is evaluated
         assert refusal(render_source, source, {}).details["limit"] == "size"
+    # A folded constant would be built once at compile time and never counted again; here each of the 60 passes
+    # builds its 99,999 characters, and the render's running total refuses them.
+    err = refusal(render_source, "{% for i in range(60) %}{% set s = 'x'|center(99999) %}{% endfor %}", {})
+    assert err.details["limit"] == "size" and "in total" in err.message
 
 
 def test_compiling_has_the_render_deadline(settings):
