@@ -368,11 +368,24 @@ def _metered(iterator: Iterator[Any], what: str) -> Iterator[Any]:
 
 
 def _finalize_output(context: Any, value: Any) -> Any:
-    """Every `{{ expression }}`: refuse to print a value whose text would exceed the cap, before `str()` builds it."""
+    """Every `{{ expression }}`: refuse to print a value whose text would exceed the cap, before `str()` builds it;
+    count what is printed against the render's running total (macros, `{% set %}` blocks, `caller()` and
+    `{% filter %}` join what they print into one string, outside the output stream's own cap)."""
+    budget = _budget.get()
     if type(value) is not str:
         _check_time()
-        _heavy(value, "printing a value")
+        size = _heavy(value, "printing a value")
+    else:
+        size = len(value)
+    if budget is not None:
+        budget.charge(size, "printed text")
     return value
+
+
+@pass_context
+def _static_text(context: Any, text: str) -> str:
+    """Long template text inside a loop or a buffered block: printed through `_finalize_output`, so it is counted."""
+    return text
 
 
 _finalize_output = pass_context(_finalize_output)
@@ -625,6 +638,11 @@ def _check_tree_depth(tree: nodes.Node) -> None:
         stack.extend((child, depth + 1) for child in node.iter_child_nodes())
 
 
+# Blocks whose text may repeat or is collected into one string before it reaches the output stream.
+_BUFFERED = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.AssignBlock)
+_COUNTED_TEXT_FROM = 64  # shorter text: at most 200,000 iterations x 63 characters
+
+
 class _LiteralGuards(NodeTransformer):
     """Wraps list, tuple and dict literals (not assignment targets) in `_literal_guard`."""
 
@@ -669,6 +687,7 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
         self.filters["_loop_guard"] = _loop_guard
         self.filters["_concat_guard"] = _concat_guard
         self.filters["_literal_guard"] = _literal_guard
+        self.filters["_static_text"] = _static_text
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         try:
@@ -682,6 +701,13 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
         tree = _LiteralGuards().visit(tree)
         for loop in tree.find_all(nodes.For):
             loop.iter = nodes.Filter(loop.iter, "_loop_guard", [], [], None, None, lineno=loop.lineno)
+        for output in [output for body in tree.find_all(_BUFFERED) for output in body.find_all(nodes.Output)]:
+            output.nodes = [
+                nodes.Filter(nodes.Const(child.data), "_static_text", [], [], None, None, lineno=child.lineno)
+                if isinstance(child, nodes.TemplateData) and len(child.data) >= _COUNTED_TEXT_FROM
+                else child
+                for child in output.nodes
+            ]
         for concat in tree.find_all(nodes.Concat):
             guarded = nodes.Filter(nodes.List(concat.nodes, lineno=concat.lineno), "_concat_guard", [], [], None, None)
             guarded.set_lineno(concat.lineno)

@@ -91,6 +91,24 @@ def test_the_running_total_is_per_render_not_per_value():
     assert err.details["limit"] == "size" and "in total" in err.message
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{% set x %}{% for i in range(10000) %}{{ doc }}{% endfor %}{% endset %}{{ x|length }}",
+        "{% macro m() %}{% for i in range(10000) %}{{ doc }}{% endfor %}{% endmacro %}{{ m()|length }}",
+        "{% macro m() %}{% for i in range(10000) %}" + "s" * 90000 + "{% endfor %}{% endmacro %}{{ m()|length }}",
+        "{% filter length %}{% for i in range(10000) %}{{ doc }}{% endfor %}{% endfilter %}",
+        "{% macro m() %}{{ caller() }}{% endmacro %}{% call m() %}{% for i in range(10000) %}{{ doc }}{% endfor %}"
+        "{% endcall %}",
+    ],
+)
+def test_text_collected_outside_the_output_stream_counts(payload):
+    """Macros, `{% set %}` blocks, `{% filter %}` and `caller()` join what they print into one string before it
+    reaches the output's cap: 10,000 copies of a 99,000-character input would be a 1 GB string."""
+    err = refusal(render, payload, {"doc": "d" * 99_000}, variables_schema=[{"name": "doc", "type": "string"}])
+    assert err.code == "PROMPT_RENDER_LIMIT" and err.details["limit"] == "size" and "in total" in err.message
+
+
 def test_the_size_cap_follows_the_setting(settings):
     settings.PROMPT_RENDER_MAX_CHARS = 1000
     assert render("{{ ([1] * 150)|length }}").text == "150"
