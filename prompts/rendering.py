@@ -469,7 +469,9 @@ def _precheck_filter(name: str, value: Any, rest: list[Any], kwargs: dict[str, A
             _too_big(len(value), "|join")
         sep = values[0] if values else ""
         sep_len = _heavy(sep, "|join") if sep is not None else 0
-        if "attribute" not in kwargs and len(values) < 2:
+        if isinstance(value, str):
+            _too_big(len(value) + sep_len * max(len(value) - 1, 0), "|join")
+        elif "attribute" not in kwargs and len(values) < 2:
             _too_big(sum(_heavy(x, "|join") for x in value) + sep_len * max(len(value) - 1, 0), "|join")
         else:
             _too_big(sep_len * max(len(value) - 1, 0), "|join")
