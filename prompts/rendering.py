@@ -21,7 +21,9 @@ Templates run in an `ImmutableSandboxedEnvironment` with `StrictUndefined`, hard
   context), so saving a prompt never runs its filters; compiling runs under the render timeout
   (`PROMPT_RENDER_LIMIT`, `stage: compile`); templates nested more than `MAX_NESTING` deep (blocks, brackets, unary
   operators, inline `if`s, counted on the tokens before the recursive parser sees them) or whose parsed tree is
-  deeper than `MAX_TREE_DEPTH` are refused with `PROMPT_TEMPLATE_INVALID` (`limit: nesting`, the field named).
+  deeper than `MAX_TREE_DEPTH` are refused with `PROMPT_TEMPLATE_INVALID` (`limit: nesting`, the field named), and
+  so are templates whose generated code exceeds `MAX_COMPILED_CODE` (`limit: complexity`): Python's `compile()`
+  cannot be interrupted and holds the GIL.
 - **Errors with locations**: syntax errors → `PROMPT_TEMPLATE_INVALID` with `line` and `column` (1-based;
   `message_index` for chat prompts); a missing variable → `PROMPT_VARIABLE_MISSING` naming it; a value of the wrong
   type for the schema → `PROMPT_VARIABLE_INVALID`.
@@ -61,6 +63,7 @@ _CONTEXT_NAMES = frozenset({"loop", "self", "caller", "varargs", "kwargs", "supe
 
 MAX_NESTING = 32  # blocks + brackets + unary operators open at once, counted on the tokens before parsing
 MAX_TREE_DEPTH = 64  # depth of the parsed template (chains like `a+a+a…` or `x|f|f|f…` nest without brackets)
+MAX_COMPILED_CODE = 400_000  # generated Python beyond the template's own text (~0.4 s of compile(), GIL held)
 MAX_INT_BITS = 4096  # integers that `*` and `**` may produce (~1233 digits)
 BUILT_FACTOR = 50  # one render may create at most this many times `max_chars` in strings and container slots
 
@@ -94,8 +97,13 @@ class RenderLimitExceeded(Exception):
         self.limit = limit
 
 
-class TemplateTooDeep(TemplateSyntaxError):
-    """A template nested deeper than the compiler can take (it would recurse or overflow Python's own limits)."""
+class TemplateTooComplex(TemplateSyntaxError):
+    """A template nested deeper than the compiler can take (it would recurse or overflow Python's own limits), or
+    one whose generated code would take Python's `compile()` (which holds the GIL) too long."""
+
+    def __init__(self, message: str, lineno: int, *, limit: str) -> None:
+        super().__init__(message, lineno)
+        self.limit = limit
 
 
 class RenderBudget:
@@ -623,9 +631,10 @@ def _check_nesting(environment: Any, source: str) -> None:
         else:
             unary_run = 0
         if depth + blocks + expression_ifs + unary_run > MAX_NESTING:
-            raise TemplateTooDeep(
+            raise TemplateTooComplex(
                 f"the template nests blocks, brackets and operators more than {MAX_NESTING} deep",
                 lineno,
+                limit="nesting",
             )
 
 
@@ -634,8 +643,10 @@ def _check_tree_depth(tree: nodes.Node) -> None:
     while stack:
         node, depth = stack.pop()
         if depth > MAX_TREE_DEPTH:
-            raise TemplateTooDeep(
-                f"the template's expressions nest more than {MAX_TREE_DEPTH} deep", getattr(node, "lineno", 1) or 1
+            raise TemplateTooComplex(
+                f"the template's expressions nest more than {MAX_TREE_DEPTH} deep",
+                getattr(node, "lineno", 1) or 1,
+                limit="nesting",
             )
         stack.extend((child, depth + 1) for child in node.iter_child_nodes())
 
@@ -694,7 +705,7 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         try:
             _check_nesting(self, source)
-        except TemplateTooDeep:
+        except TemplateTooComplex:
             raise
         except TemplateSyntaxError:
             pass  # a lexing error: the parser reports it with its location
@@ -715,6 +726,19 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
             guarded.set_lineno(concat.lineno)
             concat.nodes = [guarded]
         return tree
+
+    def _generate(self, source: nodes.Template, name: str | None, filename: str | None, defer_init: bool = False):
+        code = super()._generate(source, name, filename, defer_init=defer_init)
+        text = sum(len(node.data) for node in source.find_all(nodes.TemplateData))
+        text += sum(len(node.value) for node in source.find_all(nodes.Const) if isinstance(node.value, str))
+        if len(code) - text > MAX_COMPILED_CODE:
+            raise TemplateTooComplex(
+                "the template has too many expressions and blocks to compile at once; split it into several prompts",
+                1,
+                limit="complexity",
+            )
+        _check_compile_deadline()
+        return code
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         _check_time()
@@ -848,7 +872,7 @@ def _syntax_error(error: TemplateSyntaxError, source: str, where: dict[str, Any]
     column = 1
     absolute = re.search(r"unexpected char .* at (\d+)$", message)
     token = getattr(error, "failed_token", None)
-    if isinstance(error, TemplateTooDeep):
+    if isinstance(error, TemplateTooComplex):
         column = _column(source, lineno, None)
     elif absolute:
         pos = int(absolute.group(1))
@@ -868,8 +892,8 @@ def _syntax_error(error: TemplateSyntaxError, source: str, where: dict[str, Any]
         column = _column(source, lineno, "")
     location = _where_text(where)
     details = {**where, "line": lineno, "column": column, "error": message}
-    if isinstance(error, TemplateTooDeep):
-        details["limit"] = "nesting"
+    if isinstance(error, TemplateTooComplex):
+        details["limit"] = error.limit
     return PlatformError(
         f"Template syntax error{location} at line {lineno}, column {column}: {message}",
         code="PROMPT_TEMPLATE_INVALID",

@@ -258,6 +258,19 @@ def test_api_refuses_a_template_that_compiles_too_slowly(key_client, settings):
     assert r.json()["error"]["details"] == {"field": "text", "limit": "time", "stage": "compile"}
 
 
+def test_api_refuses_a_template_too_big_to_compile_at_once(key_client, settings):
+    """Python's compile() holds the GIL for ~1 s per MB of generated code and cannot be interrupted: the generated
+    code is capped before it is compiled (long static text does not count)."""
+    settings.PROMPT_RENDER_TIMEOUT_MS = 120_000  # only the size cap applies
+    r = key_client.post(BASE, {"name": "huge", "text": "{{ x }}" * 5000}, format="json")
+    assert r.status_code == 422, r.content
+    error = r.json()["error"]
+    assert error["code"] == "PROMPT_TEMPLATE_INVALID" and error["details"]["limit"] == "complexity"
+    assert error["details"]["field"] == "text"
+    r = key_client.post(BASE, {"name": "long-text", "text": "word " * 39_000 + "{{ x }}" * 100}, format="json")
+    assert r.status_code == 201, r.content
+
+
 # --- a slow render does not stall the server ----------------------------------------------------------------------
 
 SLOW = "{% for a in range(1000) %}{% for b in range(1000) %}{% endfor %}{% endfor %}done"
