@@ -334,13 +334,13 @@ def prompt_update(
     new_values = {**content, **meta}
     changed = {k: v for k, v in new_values.items() if getattr(prompt, k) != v}
     if "team" in changes and changes["team"] != prompt.team:
-        prompt.team = changes["team"]
         changed["team"] = changes["team"]
     if not changed and not force_new_version:
         return prompt  # nothing is written, so nothing to allow (re-importing an unchanged export of shared prompts)
-    _require_writable(prompt=prompt, user=user, action="change")
+    _require_writable(prompt=prompt, user=user, action="change")  # as the prompt is now, before any change
     if "team" in changed:
         _require_team_usable(team=changed["team"], user=user)
+        prompt.team = changed["team"]
     for key, value in new_values.items():
         setattr(prompt, key, value)
     return _save_version(prompt, user=_user_or_none(user), change_note=change_note)
