@@ -95,11 +95,11 @@ def _check_prompt_reference(*, agent: AgentDefinition) -> None:
     itself (no owner, no team: catalog, demo, admin) may name a prompt that does not exist yet."""
     if not agent.system_prompt_name or (agent.owner_id is None and agent.team_id is None):
         return
-    from prompts.selectors import prompt_by_name
+    from prompts.selectors import prompt_require_readable
 
     readers = _prompt_readers(owner_id=agent.owner_id, team_id=agent.team_id)
     try:
-        prompt_by_name(name=agent.system_prompt_name, readers=readers)
+        prompt_require_readable(name=agent.system_prompt_name, readers=readers)
     except PlatformError as exc:
         raise PlatformError(exc.message, code=exc.code, field="system_prompt_name", details=exc.details) from None
 

@@ -28,9 +28,9 @@ def caller_readers() -> PromptReaders:
 
 def prompt_check_readable(*, name: str, readers: PromptReaders) -> None:
     """PROMPT_NOT_FOUND (as for a prompt that does not exist) unless every one of `readers` may read `name`."""
-    from prompts.selectors import prompt_by_name
+    from prompts.selectors import prompt_require_readable
 
-    prompt_by_name(name=name, readers=readers)
+    prompt_require_readable(name=name, readers=readers)
 
 
 def render_messages(

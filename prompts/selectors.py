@@ -151,16 +151,26 @@ def prompts_readable_by_all(*, readers: PromptReaders) -> QuerySet[Prompt]:
     return qs
 
 
-def prompt_by_name(*, name: str, user=None, readers: PromptReaders | None = None) -> Prompt:
-    """The prompt `name` if `user` (and every one of `readers`) may read it, else PROMPT_NOT_FOUND exactly as for a
-    prompt that does not exist."""
+def _readable_named(*, name: str, user, readers: PromptReaders | None) -> QuerySet[Prompt]:
     qs = visible_prompts(user=user)
     if readers is not None:
         qs = qs.filter(pk__in=prompts_readable_by_all(readers=readers).values("pk"))
-    prompt = qs.filter(name=name).first()
+    return qs.filter(name=name)
+
+
+def prompt_by_name(*, name: str, user=None, readers: PromptReaders | None = None) -> Prompt:
+    """The prompt `name` if `user` (and every one of `readers`) may read it, else PROMPT_NOT_FOUND exactly as for a
+    prompt that does not exist."""
+    prompt = _readable_named(name=name, user=user, readers=readers).first()
     if prompt is None:
         raise not_found(f"No prompt named '{name}'.", name=name)
     return prompt
+
+
+def prompt_require_readable(*, name: str, user=None, readers: PromptReaders | None = None) -> None:
+    """`prompt_by_name` as a check only (one small query): PROMPT_NOT_FOUND unless readable."""
+    if not _readable_named(name=name, user=user, readers=readers).exists():
+        raise not_found(f"No prompt named '{name}'.", name=name)
 
 
 def prompt_list(*, user=None, search: str | None = None, tag: str | None = None) -> QuerySet[Prompt]:
@@ -457,7 +467,7 @@ def get_prompt(
     if version is not None and label is not None:
         raise PlatformError("Give a version or a label, not both.", code="VALIDATION_ERROR", field="label")
     if user is not None or readers is not None:
-        prompt_by_name(name=name, user=user, readers=readers)
+        prompt_require_readable(name=name, user=user, readers=readers)
     target = _resolve(name, version, label)
     assert target is not None
     return _pick(name, target, stickiness_key)
