@@ -81,9 +81,33 @@ AGENT_FIELDS = (
 )  # fmt: skip
 
 
+def _prompt_readers(*, owner_id: int | None, team_id: int | None, caller_id: int | None = None):
+    """Who sees an agent's stored prompt: its owner, its team and the run's caller (the caller reads the rendered
+    text in the run's trace). Each must be allowed to read the prompt; see prompts.selectors.PromptReaders."""
+    from prompts.selectors import PromptReaders
+
+    return PromptReaders.of(user_ids=(owner_id, caller_id), team_ids=(team_id,))
+
+
+def _check_prompt_reference(*, agent: AgentDefinition) -> None:
+    """An agent made for someone may name only a stored prompt its owner and team may read: otherwise
+    PROMPT_NOT_FOUND on `system_prompt_name`, exactly as for a prompt that does not exist. An agent of the platform
+    itself (no owner, no team: catalog, demo, admin) may name a prompt that does not exist yet."""
+    if not agent.system_prompt_name or (agent.owner_id is None and agent.team_id is None):
+        return
+    from prompts.selectors import prompt_require_readable
+
+    readers = _prompt_readers(owner_id=agent.owner_id, team_id=agent.team_id)
+    try:
+        prompt_require_readable(name=agent.system_prompt_name, readers=readers)
+    except PlatformError as exc:
+        raise PlatformError(exc.message, code=exc.code, field="system_prompt_name", details=exc.details) from None
+
+
 @transaction.atomic
 def agent_create(*, data: dict[str, Any], owner=None, team=None) -> AgentDefinition:
     agent = AgentDefinition(owner=owner, team=team, **{k: v for k, v in data.items() if k in AGENT_FIELDS})
+    _check_prompt_reference(agent=agent)
     agent.save()
     return agent
 
@@ -96,6 +120,12 @@ def agent_update(*, agent: AgentDefinition, data: dict[str, Any]) -> AgentDefini
             setattr(agent, key, value)
             changed.append(key)
     if changed:
+        if {"system_prompt_name", "team"} & set(changed):
+            try:
+                _check_prompt_reference(agent=agent)
+            except PlatformError:
+                agent.refresh_from_db()  # the caller's instance stays as stored
+                raise
         agent.save()
     return agent
 
@@ -113,11 +143,16 @@ def _rendered_text(rendered: Any) -> str:
     return "\n\n".join(str(m.get("content") or "") for m in messages if m.get("role") == "system")
 
 
-def agent_spec_build(*, agent: AgentDefinition, question: str = "") -> AgentSpec:
+def agent_spec_build(*, agent: AgentDefinition, question: str = "", user_id: int | None = None) -> AgentSpec:
     """The agent with its system prompt rendered from the prompt store (or its inline text).
 
     The prompt is rendered with `agent_name`/`assistant_name`, `agent_slug`, `tools` and `question` (the run's
-    input); only the system messages of a chat prompt are used (the conversation supplies the rest)."""
+    input); only the system messages of a chat prompt are used (the conversation supplies the rest).
+
+    The prompt is read as the agent's owner and team AND the run's caller (`user_id`): the stricter rule, since the
+    caller sees the rendered text in the run's trace. One any of them may not read is PROMPT_NOT_FOUND, as if it
+    did not exist (the agent's inline text is used instead, if it has one): a run never shows another team's
+    prompt or names its variables. An agent of nobody in particular run without a caller reads shared prompts only."""
     system = agent.system_prompt_text
     endpoint = agent.model_endpoint
     params = dict(agent.parameters or {})
@@ -148,9 +183,14 @@ def agent_spec_build(*, agent: AgentDefinition, question: str = "") -> AgentSpec
                     "question": question,
                     **(agent.parameters or {}).get("prompt_variables", {}),
                 }
-                rendered = render_prompt(agent.system_prompt_name, variables, label=agent.system_prompt_label or None)
+                readers = _prompt_readers(owner_id=agent.owner_id, team_id=agent.team_id, caller_id=user_id)
+                rendered = render_prompt(
+                    agent.system_prompt_name, variables, label=agent.system_prompt_label or None, readers=readers
+                )
             except PlatformError as exc:
                 if not system:
+                    if exc.code == "PROMPT_NOT_FOUND":
+                        exc.details.setdefault("field", "system_prompt_name")
                     raise
                 logger.warning("agent %s: stored prompt unavailable (%s); using inline text", agent.slug, exc.code)
             else:
@@ -196,7 +236,7 @@ def agent_spec_for_slug(slug: str, user_id: int | None = None) -> AgentSpec:
         raise PlatformError(f"No agent with slug {slug!r}.", code="AGENT_NOT_FOUND", field="agent")
     if not agent.enabled:
         raise PlatformError(f"Agent {slug!r} is disabled.", code="AGENT_DISABLED", field="agent")
-    return agent_spec_build(agent=agent)
+    return agent_spec_build(agent=agent, user_id=user_id)
 
 
 def _spec_loader(user_id: int | None):
@@ -582,7 +622,7 @@ def _claim_and_prepare(
     try:
         if not run.agent.enabled:  # disabled while the run was queued
             raise PlatformError(f"Agent {run.agent.slug!r} is disabled.", code="AGENT_DISABLED", field="agent")
-        spec = agent_spec_build(agent=run.agent, question=run.input)
+        spec = agent_spec_build(agent=run.agent, question=run.input, user_id=run.user_id)
         context = conversation_context(run=run, spec=spec, agent=run.agent, opens_conversation=opens_conversation)
         return run, spec, context, None
     except PlatformError as exc:
@@ -837,14 +877,18 @@ def catalog_load(*, folder: str | Path, owner=None) -> CatalogReport:
                     report.invalid.append({"file": where, "field": name, "message": " ".join(messages), "slug": slug})
                 continue
             data = dict(serializer.validated_data)
-            if existing is None:
-                agent_create(data=data, owner=owner)
-                report.created.append(slug)
-            elif any(getattr(existing, k) != v for k, v in data.items()):
-                agent_update(agent=existing, data=data)
-                report.updated.append(slug)
-            else:
-                report.unchanged.append(slug)
+            try:
+                if existing is None:
+                    agent_create(data=data, owner=owner)
+                    report.created.append(slug)
+                elif any(getattr(existing, k) != v for k, v in data.items()):
+                    agent_update(agent=existing, data=data)
+                    report.updated.append(slug)
+                else:
+                    report.unchanged.append(slug)
+            except PlatformError as exc:  # e.g. a prompt the owner may not read
+                field = str(exc.details.get("field") or "(root)")
+                report.invalid.append({"file": where, "field": field, "message": exc.message, "slug": slug})
     return report
 
 

@@ -561,14 +561,16 @@ class LLMJudge(Evaluator):
         return variables
 
     def render(self, data: EvaluationInput) -> tuple[list[dict[str, Any]], str, int | None]:
-        """(messages, prompt name, prompt version) of the rubric prompt rendered for this item."""
-        from experiments.prompting import render_messages
+        """(messages, prompt name, prompt version) of the rubric prompt rendered for this item, read as the Caller
+        the judge grades for (the experiment's owner and team, bound by the runner; the live report's user)."""
+        from experiments.prompting import caller_readers, render_messages
 
         return render_messages(
             name=self.config["prompt"],
             variables=self.variables(data),
             label=self.config["label"],
             version=self.config["version"],
+            readers=caller_readers(),
         )
 
     def parse(self, reply: str) -> EvaluationResult:

@@ -19,6 +19,7 @@ from typing import Any
 from django.utils import timezone
 
 from agent_platform.api.errors import PlatformError
+from agent_platform.observability.context import bind_caller
 from experiments import stats
 from experiments.evaluators import EvaluationInput, build_evaluators, run_evaluator
 from experiments.selectors import human_score_summary, human_scores_for
@@ -109,7 +110,8 @@ def live_report(
                         latency_ms=row["duration_ms"],
                         cost=None if row["cost"] is None else Decimal(row["cost"]),
                     )
-                    result = run_evaluator(c, data)
+                    with bind_caller(user_id=getattr(user, "pk", None)):  # an LLM judge reads its prompt as the user
+                        result = run_evaluator(c, data)
                     if result.get("error_code"):
                         failures += 1
                         continue

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 
@@ -40,6 +40,10 @@ from agent_platform.api.errors import PlatformError
 from experiments import services
 from experiments.evaluators import ConfiguredEvaluator, EvaluationInput, arun_evaluator, build_evaluators
 from experiments.models import Experiment, ExperimentResult, ExperimentStatus, ResultStatus
+from experiments.prompting import experiment_readers
+
+if TYPE_CHECKING:
+    from prompts.selectors import PromptReaders
 
 logger = logging.getLogger("experiments.runner")
 
@@ -168,10 +172,11 @@ def _no_span() -> Iterator[_NoSpan]:
 
 
 def build_messages(
-    variant: VariantPlan, item_input: Any, item_messages: Any, *, item_key: str | None = None
+    variant: VariantPlan, item_input: Any, item_messages: Any, *, readers: PromptReaders, item_key: str | None = None
 ) -> tuple[list[dict], int | None]:
-    """The messages a variant sends for an item: its prompt rendered with the item's variables, then the item's
-    own chat messages. Raises PlatformError (PROMPT_*) when the prompt does not render."""
+    """The messages a variant sends for an item: its prompt rendered with the item's variables (read as `readers`,
+    the experiment's owner and team), then the item's own chat messages. Raises PlatformError (PROMPT_*) when the
+    prompt does not render."""
     messages: list[dict[str, Any]] = []
     version = variant.prompt_version
     if variant.prompt_name:
@@ -183,6 +188,7 @@ def build_messages(
             label=variant.prompt_label or None,
             version=variant.prompt_version,
             stickiness_key=item_key,
+            readers=readers,
         )
         messages.extend(rendered)
     if item_messages:
@@ -201,6 +207,7 @@ class Runner:
         self.run_token = run_token
         self.owner_id = experiment.owner_id
         self.team_id = experiment.team_id
+        self.prompt_readers = experiment_readers(owner_id=self.owner_id, team_id=self.team_id)
         self.concurrency = max(1, int(experiment.concurrency))
         self.variants = _load_variants(experiment)
         self.evaluators: list[ConfiguredEvaluator] = build_evaluators(experiment.evaluators)
@@ -234,7 +241,11 @@ class Runner:
             )
             try:
                 job.messages, job.prompt_version = build_messages(
-                    variant, row.item.input, row.item.messages, item_key=f"item:{row.item_id}"
+                    variant,
+                    row.item.input,
+                    row.item.messages,
+                    readers=self.prompt_readers,
+                    item_key=f"item:{row.item_id}",
                 )
             except PlatformError as exc:
                 job.error_code, job.error_message = exc.code, exc.message

@@ -10,7 +10,7 @@ import logging
 import secrets
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
@@ -31,6 +31,10 @@ from experiments.models import (
     ResultStatus,
     Variant,
 )
+from experiments.prompting import experiment_readers, prompt_check_readable
+
+if TYPE_CHECKING:
+    from prompts.selectors import PromptReaders
 
 MAX_ROW_ERRORS = 200
 logger = logging.getLogger("experiments")
@@ -325,8 +329,9 @@ def experiment_create(
     if baseline is not None and baseline not in names:
         raise PlatformError(f"no variant named {baseline!r}", code="VALIDATION_ERROR", field="baseline")
     configured = build_evaluators(evaluators or [])  # validates; raises naming evaluators[i].option
+    readers = experiment_readers(owner_id=getattr(owner, "pk", None), team_id=getattr(team, "pk", None))
     for index, variant in enumerate(clean):
-        _check_references(variant, index)
+        _check_references(variant, index, readers=readers)
     for index, c in enumerate(configured):
         if c.type_name == "llm_judge":
             _check_references(
@@ -339,6 +344,7 @@ def experiment_create(
                 index,
                 where="evaluators",
                 names={"prompt_name": "prompt", "prompt_version": "version", "prompt_label": "label"},
+                readers=readers,
             )
     experiment = Experiment.objects.create(
         name=name.strip(),
@@ -356,10 +362,16 @@ def experiment_create(
 
 
 def _check_references(
-    variant: dict[str, Any], index: int, *, where: str = "variants", names: dict[str, str] | None = None
+    variant: dict[str, Any],
+    index: int,
+    *,
+    readers: PromptReaders,
+    where: str = "variants",
+    names: dict[str, str] | None = None,
 ) -> None:
     """The endpoint and prompt a variant (or a judge) names exist (MODEL_NOT_FOUND / PROMPT_NOT_FOUND naming the
-    field)."""
+    field). A prompt the experiment's owner or team may not read is PROMPT_NOT_FOUND on the prompt's name, with the
+    same message as a prompt that does not exist; only then are its version and label looked up."""
     from agent_platform.llm.client import model_info
 
     names = names or {}
@@ -372,10 +384,16 @@ def _check_references(
         from prompts.selectors import get_prompt
 
         try:
+            prompt_check_readable(name=variant["prompt_name"], readers=readers)
+        except PlatformError as exc:
+            field = names.get("prompt_name", "prompt_name")
+            raise PlatformError(exc.message, code=exc.code, field=f"{where}[{index}].{field}") from None
+        try:
             get_prompt(
                 name=variant["prompt_name"],
                 version=variant["prompt_version"],
                 label=variant["prompt_label"] or None,
+                readers=readers,
             )
         except PlatformError as exc:
             if exc.code == "PROMPT_NOT_FOUND":

@@ -265,6 +265,11 @@ def _prompt_body(prompt: Prompt) -> dict[str, Any]:
     return PromptSerializer(prompt).data
 
 
+WRITE_RULE = (
+    "Changing a prompt (new version, metadata, team, approval setting, labels, reviews, rollback, delete) is for its "
+    "owner, members of its team (a team's prompt) and staff: a shared prompt only its owner and staff may change. "
+    "Others get 403 POLICY_DENIED; a prompt the caller may not read is 404 PROMPT_NOT_FOUND."
+)
 LABEL_PARAM = OpenApiParameter("label", str, description="Serve this label (default: production, else latest).")
 VERSION_PARAM = OpenApiParameter("version", int, description="Serve this version.")
 
@@ -308,7 +313,12 @@ class PromptDetailView(APIView):
         )
         return Response(VersionSerializer(version).data)
 
-    @extend_schema(tags=TAG, request=PromptUpdateSerializer, responses=PromptSerializer)
+    @extend_schema(
+        tags=TAG,
+        request=PromptUpdateSerializer,
+        responses=PromptSerializer,
+        description=WRITE_RULE,
+    )
     def patch(self, request, name: str):
         serializer = PromptUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -323,7 +333,7 @@ class PromptDetailView(APIView):
     def put(self, request, name: str):
         return self.patch(request, name)
 
-    @extend_schema(tags=TAG, responses={204: None})
+    @extend_schema(tags=TAG, responses={204: None}, description=WRITE_RULE)
     def delete(self, request, name: str):
         services.prompt_delete(name=name, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -432,7 +442,8 @@ class PromptLabelsView(APIView):
         tags=TAG,
         request=LabelMoveRequestSerializer,
         responses=LabelsResponseSerializer,
-        description="Move (or create) a label. Protected labels need `prompts.move_protected_label` "
+        description="Move (or create) a label (needs the right to change the prompt: its owner, its team, staff; "
+        "else POLICY_DENIED, 403). Protected labels need `prompts.move_protected_label` "
         "(LABEL_PROTECTED, 403) and, where the prompt requires approval, an approved review of the target "
         "version (APPROVAL_REQUIRED, 409).",
     )

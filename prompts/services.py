@@ -1,8 +1,10 @@
 """Writes of the prompt store (and the render service the rest of the platform calls).
 
 Every write validates first and writes nothing on error, and invalidates the fetch cache (`prompts.cache`).
-`user=None` means the platform itself (demo loader, imports run by a command): permission checks are skipped,
-approval requirements are not.
+Who may read and write a prompt is decided by one rule, in `prompts.selectors` (`prompt_readable_by`,
+`prompt_writable_by`): every write here checks it — a prompt the user may not read is PROMPT_NOT_FOUND (404), one
+they may read but not change is POLICY_DENIED (403). `user=None` means the platform itself (demo loader, imports
+run by a command): access checks are skipped, approval requirements are not.
 """
 
 from __future__ import annotations
@@ -42,11 +44,14 @@ from prompts.rendering import (
 from prompts.selectors import (
     CONTENT_FIELDS,
     LATEST,
+    PromptReaders,
     PromptVersion,
     get_prompt,
     get_prompt_cached,
     not_found,
     prompt_by_name,
+    prompt_writable_by,
+    team_usable_by,
     version_exists,
     version_is_approved,
     version_record,
@@ -224,6 +229,29 @@ def _user_or_none(user):
     return user if user is not None and getattr(user, "is_authenticated", False) else None
 
 
+def _prompt_for_write(*, name: str, user, action: str) -> Prompt:
+    """The prompt `name` if `user` may change it: PROMPT_NOT_FOUND when they may not even read it (no hint that it
+    exists), POLICY_DENIED when they may read but not change it."""
+    prompt = prompt_by_name(name=name, user=user)
+    _require_writable(prompt=prompt, user=user, action=action)
+    return prompt
+
+
+def _require_writable(*, prompt: Prompt, user, action: str) -> None:
+    if not prompt_writable_by(prompt=prompt, user=user):
+        raise PlatformError(
+            f"You may not {action} prompt '{prompt.name}': only its owner"
+            f"{', members of its team' if prompt.team_id else ''} and staff may change it.",
+            code="POLICY_DENIED",
+            details={"name": prompt.name},
+        )
+
+
+def _require_team_usable(*, team, user) -> None:
+    if not team_usable_by(team=team, user=user):
+        raise PlatformError("team: you are not a member of this team.", code="POLICY_DENIED", field="team")
+
+
 @transaction.atomic
 def prompt_create(
     *,
@@ -258,6 +286,9 @@ def prompt_create(
         description=description,
         requires_approval=requires_approval,
     )
+    if user is not None and not user.is_authenticated:
+        raise PlatformError("Creating a prompt needs a signed-in user.", code="POLICY_DENIED")
+    _require_team_usable(team=team, user=user)
     if Prompt.objects.filter(name=name).exists():
         raise PlatformError(f"A prompt named '{name}' already exists.", code="CONFLICT", field="name")
     prompt = Prompt(name=name, team=team, created_by=_user_or_none(user), **content, **meta)
@@ -282,7 +313,7 @@ def prompt_update(
         raise _invalid(f"Unknown or read-only fields: {', '.join(sorted(unknown))}.", sorted(unknown)[0])
     if "variables" in changes and changes["variables"] is None:
         del changes["variables"]  # null: keep the schema, add what the template newly uses
-    prompt = prompt_by_name(name=name, user=user if user is not None and user.is_authenticated else None)
+    prompt = prompt_by_name(name=name, user=user)
     prompt = Prompt.objects.select_for_update().get(pk=prompt.pk)
     merged = {f: getattr(prompt, f) for f in CONTENT_FIELDS}
     merged.update({k: v for k, v in changes.items() if k != "team"})
@@ -303,10 +334,13 @@ def prompt_update(
     new_values = {**content, **meta}
     changed = {k: v for k, v in new_values.items() if getattr(prompt, k) != v}
     if "team" in changes and changes["team"] != prompt.team:
-        prompt.team = changes["team"]
         changed["team"] = changes["team"]
     if not changed and not force_new_version:
-        return prompt
+        return prompt  # nothing is written, so nothing to allow (re-importing an unchanged export of shared prompts)
+    _require_writable(prompt=prompt, user=user, action="change")  # as the prompt is now, before any change
+    if "team" in changed:
+        _require_team_usable(team=changed["team"], user=user)
+        prompt.team = changed["team"]
     for key, value in new_values.items():
         setattr(prompt, key, value)
     return _save_version(prompt, user=_user_or_none(user), change_note=change_note)
@@ -315,7 +349,7 @@ def prompt_update(
 @transaction.atomic
 def prompt_rollback(*, name: str, version: int, user=None, change_note: str = "") -> Prompt:
     """A NEW version whose content equals `version`'s. History is never rewritten."""
-    prompt = prompt_by_name(name=name, user=user if user is not None and user.is_authenticated else None)
+    prompt = _prompt_for_write(name=name, user=user, action="roll back")
     old = version_record(prompt=prompt, version=version)
     return prompt_update(
         name=name,
@@ -329,7 +363,7 @@ def prompt_rollback(*, name: str, version: int, user=None, change_note: str = ""
 @transaction.atomic
 def prompt_delete(*, name: str, user=None) -> None:
     """Delete a prompt with its labels and reviews; its version history stays in the historical table."""
-    prompt = prompt_by_name(name=name, user=user if user is not None and user.is_authenticated else None)
+    prompt = _prompt_for_write(name=name, user=user, action="delete")
     prompt._history_user = _user_or_none(user)
     prompt._change_reason = "Deleted"
     prompt.delete()
@@ -412,7 +446,7 @@ def label_move(
         raise _invalid("label: 'latest' always follows the newest version and cannot be moved.", "label")
     if isinstance(version, bool) or not isinstance(version, int):
         raise _invalid("version must be an integer.", "version")
-    prompt = prompt_by_name(name=name, user=user if user is not None and user.is_authenticated else None)
+    prompt = _prompt_for_write(name=name, user=user, action="move a label of")
     prompt = Prompt.objects.select_for_update().get(pk=prompt.pk)
     if not version_exists(prompt=prompt, version=version):
         raise not_found(f"Prompt '{name}' has no version {version}.", name=name, version=version)
@@ -454,7 +488,7 @@ def label_move(
 def label_split_set(*, name: str, label: str, split: dict[str, float] | None, user=None, note: str = "") -> PromptLabel:
     """Set (or clear, with None) a live A/B split on an existing label, keeping its primary version. The same
     protection and approval rules as a move apply; every split change is recorded as a `LabelMove`."""
-    prompt = prompt_by_name(name=name, user=user if user is not None and user.is_authenticated else None)
+    prompt = _prompt_for_write(name=name, user=user, action="change a label of")
     row = prompt.labels.filter(name=label).first()
     if row is None:
         raise not_found(f"Prompt '{name}' has no label '{label}'.", name=name, label=label)
@@ -463,7 +497,7 @@ def label_split_set(*, name: str, label: str, split: dict[str, float] | None, us
 
 @transaction.atomic
 def label_delete(*, name: str, label: str, user=None, note: str = "") -> None:
-    prompt = prompt_by_name(name=name, user=user if user is not None and user.is_authenticated else None)
+    prompt = _prompt_for_write(name=name, user=user, action="delete a label of")
     row = PromptLabel.objects.select_for_update().filter(prompt=prompt, name=label).first()
     if row is None:
         raise not_found(f"Prompt '{name}' has no label '{label}'.", name=name, label=label)
@@ -501,7 +535,7 @@ def _review_for(prompt: Prompt, version: int, states: tuple[str, ...]) -> Prompt
 @transaction.atomic
 def review_create(*, name: str, version: int, user=None, note: str = "") -> PromptReview:
     """A draft review of `version` (submit it with `review_submit`)."""
-    prompt = prompt_by_name(name=name, user=user if user is not None and user.is_authenticated else None)
+    prompt = _prompt_for_write(name=name, user=user, action="request a review of")
     if not version_exists(prompt=prompt, version=version):
         raise not_found(f"Prompt '{name}' has no version {version}.", name=name, version=version)
     return PromptReview.objects.create(prompt=prompt, version=version, requested_by=_user_or_none(user), note=note)
@@ -510,7 +544,7 @@ def review_create(*, name: str, version: int, user=None, note: str = "") -> Prom
 @transaction.atomic
 def review_submit(*, name: str, version: int, user=None, note: str = "") -> PromptReview:
     """draft → in_review (creating the review if there is no draft). Idempotent while in review."""
-    prompt = prompt_by_name(name=name, user=user if user is not None and user.is_authenticated else None)
+    prompt = _prompt_for_write(name=name, user=user, action="request a review of")
     if not version_exists(prompt=prompt, version=version):
         raise not_found(f"Prompt '{name}' has no version {version}.", name=name, version=version)
     existing = _review_for(prompt, version, (PromptReview.State.IN_REVIEW, PromptReview.State.APPROVED))
@@ -531,7 +565,7 @@ def _decide(*, name: str, version: int, user, note: str, state: str) -> PromptRe
         raise PlatformError(
             "Approving or rejecting a review needs the permission 'prompts.review_prompt'.", code="POLICY_DENIED"
         )
-    prompt = prompt_by_name(name=name, user=user if user is not None and user.is_authenticated else None)
+    prompt = prompt_by_name(name=name, user=user)  # a reviewer needs to read the prompt, not to own it
     review = _review_for(prompt, version, (PromptReview.State.IN_REVIEW,))
     if review is None:
         raise PlatformError(
@@ -630,10 +664,15 @@ def render_prompt(
     version: int | None = None,
     stickiness_key: str | None = None,
     user=None,
+    readers: PromptReaders | None = None,
 ) -> RenderedPrompt:
     """Fetch (cached; default: the production label, else latest) and render. Agents and experiments call this,
-    then bind the result to the Caller (`use_prompt`) around their LLM call, so the span records name and version."""
-    pv = get_prompt(name=name, version=version, label=label, stickiness_key=stickiness_key, user=user)
+    then bind the result to the Caller (`use_prompt`) around their LLM call, so the span records name and version.
+
+    Whoever will see the result must be allowed to read the prompt: the API passes its caller (`user`), an agent
+    run or experiment the people it acts for (`readers`); otherwise PROMPT_NOT_FOUND, before anything is rendered
+    (so a failed render never names the variables of a prompt the caller may not read)."""
+    pv = get_prompt(name=name, version=version, label=label, stickiness_key=stickiness_key, user=user, readers=readers)
     return render_version(pv, variables)
 
 
@@ -674,17 +713,20 @@ async def arender_prompt(
     label: str | None = None,
     version: int | None = None,
     stickiness_key: str | None = None,
+    user=None,
+    readers: PromptReaders | None = None,
 ) -> RenderedPrompt:
     """`render_prompt` for async callers: served straight from the cache when warm; a miss (database) runs in a
-    worker thread. The render itself always runs in a worker thread (of the shared pool, not the one thread that
-    serializes database work): it may take up to PROMPT_RENDER_TIMEOUT_MS, and the event loop keeps serving other
-    requests meanwhile."""
+    worker thread. With a `user` or `readers` the access check reads the database, so it runs there too. The render
+    itself always runs in a worker thread (of the shared pool, not the one thread that serializes database work): it
+    may take up to PROMPT_RENDER_TIMEOUT_MS, and the event loop keeps serving other requests meanwhile."""
     from asgiref.sync import sync_to_async
 
-    pv = get_prompt_cached(name=name, version=version, label=label, stickiness_key=stickiness_key)
+    checked = user is not None or readers is not None
+    pv = None if checked else get_prompt_cached(name=name, version=version, label=label, stickiness_key=stickiness_key)
     if pv is None:
         pv = await sync_to_async(get_prompt, thread_sensitive=True)(
-            name=name, version=version, label=label, stickiness_key=stickiness_key
+            name=name, version=version, label=label, stickiness_key=stickiness_key, user=user, readers=readers
         )
     return await sync_to_async(render_version, thread_sensitive=False)(pv, variables)
 

@@ -132,12 +132,21 @@ class CurrentTime(Tool):
         return {"timezone": name, "iso": now.isoformat(timespec="seconds"), "weekday": now.strftime("%A")}
 
 
-def _render_prompt(name: str, variables: dict, label: str | None, version: int | None) -> dict[str, Any]:
+def _render_prompt(
+    name: str, variables: dict, label: str | None, version: int | None, context: ToolContext
+) -> dict[str, Any]:
+    """Render as the run's caller and the calling agent's owner and team (each must be allowed to read the prompt;
+    one they may not read is PROMPT_NOT_FOUND, as if it did not exist — see prompts.selectors.PromptReaders)."""
     try:
+        from prompts.selectors import PromptReaders
         from prompts.services import render_prompt
     except ImportError:
         raise ToolError("the prompt store is not available") from None
-    rendered = render_prompt(name, variables, label=label, version=version)
+    from agents.models import AgentDefinition
+
+    agent = AgentDefinition.objects.filter(slug=context.agent_slug).values("owner_id", "team_id").first() or {}
+    readers = PromptReaders.of(user_ids=(context.user_id, agent.get("owner_id")), team_ids=(agent.get("team_id"),))
+    rendered = render_prompt(name, variables, label=label, version=version, readers=readers)
     return {
         "name": rendered.name,
         "version": rendered.version,
@@ -166,7 +175,11 @@ class PromptLookup(Tool):
 
     async def run(self, arguments: dict[str, Any], context: ToolContext) -> Any:
         return await sync_to_async(_render_prompt)(
-            arguments["name"], arguments.get("variables") or {}, arguments.get("label"), arguments.get("version")
+            arguments["name"],
+            arguments.get("variables") or {},
+            arguments.get("label"),
+            arguments.get("version"),
+            context,
         )
 
 

@@ -19,8 +19,9 @@ def grant(user, codename):
 
 
 @pytest.fixture
-def two_versions():
-    services.prompt_create(name="p", text="one")
+def two_versions(user):
+    # `user` owns the prompt: label moves need the right to change it (prompts/tests/test_access.py)
+    services.prompt_create(name="p", text="one", user=user)
     services.prompt_update(name="p", text="two")
 
 
@@ -93,7 +94,7 @@ def test_protecting_or_unprotecting_needs_permission(two_versions, user):
 
 
 def test_approval_required_for_protected_labels(user, other_user):
-    services.prompt_create(name="p", text="one", requires_approval=True)
+    services.prompt_create(name="p", text="one", requires_approval=True, user=user)
     services.prompt_update(name="p", text="two")
     mover = grant(user, "move_protected_label")
     reviewer = grant(other_user, "review_prompt")
@@ -127,7 +128,7 @@ def test_approval_required_for_protected_labels(user, other_user):
 
 
 def test_submitter_cannot_approve_their_own_review(user):
-    services.prompt_create(name="p", text="one", requires_approval=True)
+    services.prompt_create(name="p", text="one", requires_approval=True, user=user)
     both = grant(grant(user, "move_protected_label"), "review_prompt")
     services.review_submit(name="p", version=1, user=both)
     with pytest.raises(PlatformError) as err:
@@ -139,7 +140,7 @@ def test_submitter_cannot_approve_their_own_review(user):
 
 
 def test_rejected_review_does_not_allow_the_move(user):
-    services.prompt_create(name="p", text="one", requires_approval=True)
+    services.prompt_create(name="p", text="one", requires_approval=True, user=user)
     admin = grant(grant(user, "move_protected_label"), "review_prompt")
     services.review_submit(name="p", version=1, user=admin)
     assert services.review_reject(name="p", version=1, user=admin, note="no").state == "rejected"

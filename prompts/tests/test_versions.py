@@ -105,7 +105,7 @@ def test_diff_chat_prompt_per_message():
 
 
 def test_rollback_creates_a_new_version_equal_to_the_old_one(user):
-    make_text(text="v1 {{ who }}")
+    make_text(text="v1 {{ who }}", user=user)  # a rollback is a write: alice owns the prompt
     services.prompt_update(name="greet", text="v2 {{ who }}", tags=["x"])
     prompt = services.prompt_rollback(name="greet", version=1, user=user)
     assert prompt.version == 3 and prompt.text == "v1 {{ who }}" and prompt.tags == []
