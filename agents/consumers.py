@@ -59,6 +59,14 @@ async def _keep_layer_listening(layer) -> None:
         await layer.new_channel("keepalive.")
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -134,6 +142,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     def _create_run(self, text: Any, conversation_id: Any, run_id: uuid.UUID | None = None, dispatch: bool = False):
         if not isinstance(text, str) or not text.strip():
             raise PlatformError("text must be a non-empty string.", code="VALIDATION_ERROR", field="text")
+        if len(text) > services.MAX_INPUT_CHARS:
+            raise PlatformError(
+                f"text is {len(text)} characters; the limit is {services.MAX_INPUT_CHARS}.",
+                code="VALIDATION_ERROR",
+                field="text",
+            )
+        # what a database cannot store (PostgreSQL refuses NUL in text; a lone surrogate is not UTF-8) is refused here
+        if "\x00" in text or not _is_utf8(text):
+            raise PlatformError(
+                "text must be UTF-8 text without NUL characters.", code="VALIDATION_ERROR", field="text"
+            )
         conversation = None
         if conversation_id:
             conversation = selectors.conversation_get(conversation_id=conversation_id, user=self.user)
