@@ -8,8 +8,10 @@ formats that once slipped past the filter, a tool returns it raw, the model pass
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 import unicodedata
 
 import pytest
@@ -139,3 +141,34 @@ async def test_an_agent_without_the_policy_stores_what_it_was_given(make_agent, 
     await communicator.disconnect()
     run = await Run.objects.aget(id=run_message["run_id"])
     assert run.input == "I am ann@example.com" and run.output == "Noted, ann@example.com."
+
+
+# --- full stack: the run executes in a real Celery worker, which writes its events, spans and cost records ----------
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+async def test_through_a_worker_a_masked_run_stores_no_raw_pii(celery_worker, fake_openai, user):
+    from agents.tests.test_chat_ws import _fake_agent
+
+    await sync_to_async(_fake_agent)(fake_openai, pii_mask=True)
+    fake_openai.enqueue(content="Noted: ANN@EXAMPLE.COM and card 4111-1111-1111-1111 are on file.")
+    communicator = communicator_for(user)
+    assert (await communicator.connect())[0]
+    await communicator.send_json_to({"type": "message", "text": USER_MESSAGE})
+    run_message, events = await receive_run(communicator, timeout=60)
+    await communicator.disconnect()
+    assert events[-1]["type"] == "final", (events[-1], celery_worker.log())
+    assert events[-1]["data"]["output"] == "Noted: [EMAIL] and card [CREDIT_CARD] are on file."
+    assert [json.dumps(e) for e in events if leaks(json.dumps(e, ensure_ascii=False))] == []
+    assert fake_openai.requests and not leaks(json.dumps([r.messages for r in fake_openai.requests]))
+
+    run = await Run.objects.aget(id=run_message["run_id"])
+    deadline = time.monotonic() + 30
+    while not await Span.objects.filter(trace_id=run.trace_id, kind="llm").aexists():  # written as the task ends
+        assert time.monotonic() < deadline, "the worker wrote no LLM span"
+        await asyncio.sleep(0.05)
+    rows = await sync_to_async(table_dump)()
+    leaked = [(label, leaks(row), row[:300]) for label, row in rows if leaks(row)]
+    assert not leaked, leaked
+    assert await RunEvent.objects.filter(run=run, type="token").aexists()
