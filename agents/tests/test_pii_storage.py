@@ -23,6 +23,7 @@ from agents.models import Conversation, Message, Run, RunEvent
 from agents.tests.test_chat_ws import communicator_for, receive_run
 from agents.tools import Tool
 from agents.tools.registry import registry
+from tests.support.sinks import _fresh_sinks, _mock_price  # noqa: F401 - the mock's demo price, cold sink caches
 from traces.models import Span
 
 RAW_NEEDLES = {  # compact, upper-case forms: found whatever the separators, case or width of the original
