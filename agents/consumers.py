@@ -5,12 +5,18 @@ Client → server (JSON):
     {"type": "resume", "run_id": "<uuid>", "after_seq": 12}             replay stored events after a sequence number
     {"type": "cancel", "run_id": "<uuid>"}
     {"type": "ping"}
+A frame that is not JSON text is answered with an error frame (PARSE_ERROR; INPUT_TOO_DEEP for absurd nesting), a
+JSON frame that is not one of these with VALIDATION_ERROR; the socket stays open either way.
 Server → client:
     {"type": "run", "run_id", "conversation_id", "trace_id"}             the run was created
     {"type": "event", "event": {"run_id", "seq", "type", "data"}}      one event of the run
     {"type": "events", "events": [{...}, ...]}                            consecutive events that came together
     {"type": "error", "error": {"code", "message", "details"}}
     {"type": "pong"}
+
+Runs started here are attributed like a REST call's: to the socket's user, and to its API key and the key's team
+when an authentication middleware put one in `scope["api_key"]` (the caller context that REST authentication binds;
+it travels into the worker in the task's headers), so the user's budgets apply to chat too.
 
 With a broker, the worker publishes the run's events to the group `run.<run_id>` and this consumer relays them; on
 the embedded default the run executes in this process and its events go straight to the socket.
@@ -19,6 +25,7 @@ the embedded default the run executes in this process and its events go straight
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 import weakref
@@ -29,6 +36,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from agent_platform.api.errors import PlatformError, error_body
+from agent_platform.observability.context import bind_caller
 from agents import selectors, services
 
 logger = logging.getLogger("agents.chat")
@@ -51,6 +59,14 @@ async def _keep_layer_listening(layer) -> None:
         await layer.new_channel("keepalive.")
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -65,6 +81,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         await _keep_layer_listening(self.channel_layer)
         self.user = user
+        api_key = self.scope.get("api_key")
+        self.caller = {
+            "user_id": user.pk,
+            "api_key_id": getattr(api_key, "pk", None),
+            "team_id": getattr(api_key, "team_id", None),
+        }
         self.closed = False
         self.groups_joined: set[str] = set()
         self.local_runs: set[asyncio.Task] = set()
@@ -77,6 +99,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # In-process runs keep going so their answer is stored; they just stop sending to this socket.
 
     # --- client messages ---------------------------------------------------------------------------------------
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs) -> None:
+        """Decode the frame; one that is not JSON text gets an error frame instead of closing the socket."""
+        try:
+            if text_data is None:
+                raise PlatformError("Frames must be JSON text, not binary.", code="PARSE_ERROR")
+            try:
+                content = json.loads(text_data)
+            except RecursionError:
+                raise PlatformError("The frame's JSON is nested too deeply.", code="INPUT_TOO_DEEP") from None
+            except ValueError as exc:
+                raise PlatformError(f"The frame is not valid JSON: {exc}.", code="PARSE_ERROR") from None
+        except PlatformError as exc:
+            await self._send_error(exc)
+            return
+        await self.receive_json(content, **kwargs)
+
     async def receive_json(self, content: Any, **kwargs) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
         try:
@@ -94,6 +132,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 )
         except PlatformError as exc:
             await self._send_error(exc)
+        except Exception:  # a bug must not close the socket with 1011: the client hears of it and may go on
+            logger.exception("chat: handling a %r frame failed", kind)
+            await self._send_error(PlatformError("The message could not be handled.", code="INTERNAL_ERROR"))
 
     async def _send_error(self, exc: PlatformError) -> None:
         await self.send_json({"type": "error", **error_body(code=exc.code, message=exc.message, details=exc.details)})
@@ -101,6 +142,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     def _create_run(self, text: Any, conversation_id: Any, run_id: uuid.UUID | None = None, dispatch: bool = False):
         if not isinstance(text, str) or not text.strip():
             raise PlatformError("text must be a non-empty string.", code="VALIDATION_ERROR", field="text")
+        if len(text) > services.MAX_INPUT_CHARS:
+            raise PlatformError(
+                f"text is {len(text)} characters; the limit is {services.MAX_INPUT_CHARS}.",
+                code="VALIDATION_ERROR",
+                field="text",
+            )
+        # what a database cannot store (PostgreSQL refuses NUL in text; a lone surrogate is not UTF-8) is refused here
+        if "\x00" in text or not _is_utf8(text):
+            raise PlatformError(
+                "text must be UTF-8 text without NUL characters.", code="VALIDATION_ERROR", field="text"
+            )
         conversation = None
         if conversation_id:
             conversation = selectors.conversation_get(conversation_id=conversation_id, user=self.user)
@@ -109,13 +161,24 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.agent.enabled = selectors.agent_enabled(agent_id=self.agent.id, slug=self.agent.slug)
         services.runs_reap_inline()
         run = services.run_create(
-            agent=self.agent, input=text, conversation=conversation, user=self.user, run_id=run_id
+            agent=self.agent,
+            input=text,
+            conversation=conversation,
+            user=self.user,
+            api_key_id=self.caller["api_key_id"],
+            run_id=run_id,
         )
         if dispatch:
             services.run_dispatch(run=run, opens_conversation=conversation is None)
         return run
 
     async def _start(self, content: dict) -> None:
+        # The caller is bound for the run's creation, its task's headers and (in-process) its execution, which
+        # copies this context: traces, cost records and budget checks see who the run is for.
+        with bind_caller(**self.caller):
+            await self._start_as_caller(content)
+
+    async def _start_as_caller(self, content: dict) -> None:
         # thread_sensitive=False: many sockets starting runs at once do their database work in parallel threads
         create = database_sync_to_async(self._create_run, thread_sensitive=False)
         if settings.CELERY_TASK_ALWAYS_EAGER:

@@ -10,7 +10,8 @@ Two modes:
 Events: run_started, token, tool_call, tool_result, step, final, error. Exactly one of final/error ends the stream.
 The orchestrator touches no database: the runner (`agents.services`) gives it an `AgentSpec` and the messages, and
 stores what it yields. The whole run is one `agent_run` span; every LLM call inside is attributed to the agent,
-run, conversation and prompt version through `bind_caller`.
+run, conversation and prompt version through `bind_caller`, which also carries the agent's PII policy: the spans and
+LLM call records of a masking agent's run are stored masked.
 """
 
 from __future__ import annotations
@@ -195,6 +196,7 @@ class Orchestrator:
                     prompt_version=spec.prompt_version,
                     ab_variant=spec.ab_variant,
                     team_id=spec.team_id,
+                    pii_mask=True if spec.pii_mask else None,  # a masking run's sub-agents store masked too
                 ),
                 start_span(
                     kind=SpanKind.AGENT_RUN,

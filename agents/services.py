@@ -26,6 +26,7 @@ from django.utils import timezone
 from agent_platform.api.errors import PlatformError
 from agent_platform.llm import client as llm
 from agent_platform.observability.context import current_trace, new_trace_id
+from agent_platform.security.pii import StreamMasker, mask_for_storage
 from agent_platform.worker_loop import call_async
 from agents import memory
 from agents.models import AgentDefinition, Conversation, Message, Run, RunEvent, RunStatus
@@ -338,6 +339,8 @@ def run_create(
             f"input is {len(input)} characters; the limit is {MAX_INPUT_CHARS}.", code="VALIDATION_ERROR", field="input"
         )
     _async_commit()
+    if agent.pii_mask:  # the agent's policy: personal data is stored masked, so the model reads it masked too
+        input = mask_for_storage(input)
     is_new = conversation is None
     if conversation is None:
         conversation = Conversation.objects.create(agent=agent, user=user, title=input.strip()[:80])
@@ -510,6 +513,9 @@ def run_finish(*, run: Run, orchestrator: Orchestrator, events: list[dict[str, A
         "prompt_version": orchestrator.spec.prompt_version,
     }
     error = orchestrator.error
+    output, error_message = orchestrator.output, error.message if error is not None else ""
+    if orchestrator.spec.pii_mask:
+        output, error_message = mask_for_storage(output), mask_for_storage(error_message)
     if cancelled:
         outcome = {
             "status": RunStatus.CANCELLED,
@@ -518,15 +524,15 @@ def run_finish(*, run: Run, orchestrator: Orchestrator, events: list[dict[str, A
         }
         from_statuses = [RunStatus.RUNNING, RunStatus.CANCELLED]
     elif error is None:
-        outcome = {"status": RunStatus.SUCCEEDED, "output": orchestrator.output}
+        outcome = {"status": RunStatus.SUCCEEDED, "output": output}
         from_statuses = [RunStatus.RUNNING]
     else:
-        outcome = {"status": RunStatus.FAILED, "error_code": error.code, "error_message": error.message}
+        outcome = {"status": RunStatus.FAILED, "error_code": error.code, "error_message": error_message}
         from_statuses = [RunStatus.RUNNING]
     updated = Run.objects.filter(id=run.id, status__in=from_statuses).update(**outcome, **common)
     if updated and outcome["status"] == RunStatus.SUCCEEDED and run.conversation_id:
         Message.objects.create(
-            conversation_id=run.conversation_id, role=Message.Role.ASSISTANT, content=orchestrator.output, run_id=run.id
+            conversation_id=run.conversation_id, role=Message.Role.ASSISTANT, content=output, run_id=run.id
         )
         Conversation.objects.filter(id=run.conversation_id).update(updated_at=now)
     _events_store(run.id, events)
@@ -608,6 +614,33 @@ class _EventSink:
             await sync_to_async(_events_store_streamed)(self.run_id, batch)
 
 
+class _EventMasker:
+    """A masking agent's events as they are shown and stored: PII masked in every event's data. Token text goes
+    through one StreamMasker, and the newest token event waits for the next event, which is when what the masker
+    still holds joins it; joined, the tokens read as the masked answer."""
+
+    def __init__(self) -> None:
+        self.stream = StreamMasker()
+        self.held: dict[str, Any] | None = None
+
+    def events(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """The events to send on, in order, now that `event` has come."""
+        if event["type"] == "token":
+            event["data"] = {**event["data"], "text": self.stream.feed(event["data"].get("text") or "")}
+            ready, self.held = self.release(), event
+            return ready
+        event["data"] = mask_for_storage(event["data"])
+        return [*self.release(), event]
+
+    def release(self) -> list[dict[str, Any]]:
+        """The held token event, with the rest of the stream."""
+        held, self.held = self.held, None
+        if held is None:
+            return []
+        held["data"]["text"] += self.stream.flush()
+        return [held]
+
+
 def _event_dict(run_id: str, event: AgentEvent) -> dict[str, Any]:
     return {"run_id": run_id, "seq": event.seq, "type": event.type, "data": event.data}
 
@@ -670,6 +703,7 @@ async def run_execute_async(
     )
     terminal: dict[str, Any] | None = None
     first_token: float | None = None
+    masker = _EventMasker() if spec.pii_mask else None
 
     async def consume() -> None:
         nonlocal terminal, first_token
@@ -677,12 +711,13 @@ async def run_execute_async(
             if first_token is None and event.type == "token":
                 first_token = time.perf_counter()
             data = _event_dict(rid, event)
-            if event.type in TERMINAL_EVENTS:
-                if event.type == "final":
-                    data["data"]["html"] = render_markdown(orchestrator.output)
-                terminal = data
-                continue
-            await sink.add(data)
+            for ready in masker.events(data) if masker else (data,):
+                if ready["type"] in TERMINAL_EVENTS:
+                    if ready["type"] == "final":
+                        ready["data"]["html"] = render_markdown(ready["data"]["output"])
+                    terminal = ready
+                    continue
+                await sink.add(ready)
 
     heartbeat_every = float(_setting("AGENT_RUN_HEARTBEAT_SECONDS", 2.0))
     task = asyncio.create_task(consume())
@@ -701,6 +736,8 @@ async def run_execute_async(
         if not cancelled:
             raise
     if cancelled:
+        for held in masker.release() if masker else ():
+            await sink.add(held)
         terminal = {
             "run_id": rid,
             "seq": orchestrator._seq + 1,

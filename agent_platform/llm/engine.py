@@ -240,6 +240,18 @@ def _record(
     if error is not None:
         error_code, error_message = error.code, error.message
         billable = billable and getattr(error, "reached_vendor", True)
+    messages = call.messages
+    output = result.content if result is not None else output
+    tool_calls = [tc.as_dict() for tc in result.tool_calls] if result is not None else []
+    if getattr(call.caller, "pii_mask", None):  # for an agent whose policy masks PII: the record is stored masked
+        from agent_platform.security.pii import mask_for_storage
+
+        messages, output, tool_calls = (
+            mask_for_storage(messages),
+            mask_for_storage(output),
+            mask_for_storage(tool_calls),
+        )
+        error_message = mask_for_storage(error_message)
     return LLMCallRecord(
         attempt_id=f"{call.call_id}:{call.attempt}",
         call_id=call.call_id,
@@ -251,10 +263,10 @@ def _record(
         provider=endpoint.provider,
         started_at=started_at,
         ended_at=datetime.now(UTC),
-        messages=call.messages,
+        messages=messages,
         parameters=params,
-        output=result.content if result is not None else output,
-        tool_calls=[tc.as_dict() for tc in result.tool_calls] if result is not None else [],
+        output=output,
+        tool_calls=tool_calls,
         finish_reason=result.finish_reason if result is not None else None,
         input_tokens=usage.input_tokens if usage else 0,
         output_tokens=usage.output_tokens if usage else 0,

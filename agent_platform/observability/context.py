@@ -126,6 +126,7 @@ class Caller:
     prompt_version: int | None = None
     ab_variant: str | None = None
     session_id: str | None = None
+    pii_mask: bool | None = None  # the agent's policy: what is stored for this work has PII masked
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}

@@ -19,6 +19,7 @@ from agent_platform.observability.context import (
 )
 from agent_platform.observability.context import current_trace as _current_trace
 from agent_platform.observability.hooks import SpanRecord, hub
+from agent_platform.security.pii import mask_for_storage
 
 
 @dataclass
@@ -82,6 +83,10 @@ def start_span(
         raise
     finally:
         reset_trace(token)
+        caller = current_caller()
+        if caller.pii_mask:  # work for an agent whose policy masks PII: the span is stored masked
+            handle.input, handle.output = mask_for_storage(handle.input), mask_for_storage(handle.output)
+            handle.error_message = mask_for_storage(handle.error_message)
         hub.emit_span(
             SpanRecord(
                 trace_id=handle.trace_id,
@@ -97,6 +102,6 @@ def start_span(
                 input=handle.input,
                 output=handle.output,
                 attributes=handle.attributes,
-                caller=current_caller(),
+                caller=caller,
             )
         )

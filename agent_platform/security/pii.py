@@ -10,12 +10,17 @@ IP_ADDRESS (IPv4, IPv6, validated), SSN (US, strict pattern excluding never-issu
 strict pattern, Spanish DNI/NIE check letter), API_KEY (vendor key formats, JWTs, bearer tokens, private keys,
 `key=value` secrets). Validation (checksums, ranges) keeps false positives down: a random 16-digit number that
 fails Luhn is not a card.
+
+Detection runs on the text's NFKC form (full-width `４１１１` and `＠` count as `4111` and `@`); findings are reported
+at their place in the original text. `mask_for_storage` masks every string of a JSON-like value, for what is stored
+for an agent whose policy masks PII; `StreamMasker` does the same for text that arrives in pieces.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +50,7 @@ class PIIMatch:
 def luhn_valid(digits: str) -> bool:
     total = 0
     for position, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
+        value = int(char)
         if position % 2 == 1:
             value *= 2
             if value > 9:
@@ -109,10 +114,13 @@ _E = r"(?![\w-]|\.\w)"  # right boundary
 _EMAIL = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}\.)+[A-Za-z]{2,24}\b"
 )
-_CARD = re.compile(_B + r"(?:\d[ -]?){12,18}\d" + r"(?![\d])")
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]){11,30}\b")
+_CARD = re.compile(_B + r"(?:[0-9][ .-]?){12,18}[0-9](?![0-9])")
+_CARD_SEPARATOR = re.compile(r"[ .-]")
+_CARD_GROUPS = re.compile(r"\d{4}(?:[ .-]\d{4}){2,3}(?:[ .-]\d{1,3})?|\d{4}[ .-]\d{6}[ .-]\d{4,5}")
+_IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2})[0-9]{2}")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
-_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])")
+# the dotted tail is tried first, so that an IPv4-mapped address (::ffff:10.0.0.1) is taken whole
+_IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\d)")
 _SSN = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])")
 _NINO = re.compile(r"\b(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
 _DNI = re.compile(r"\b(?:\d{8}|[XYZ]\d{7})-?[A-Z]\b")
@@ -156,15 +164,51 @@ def _finditer(pattern: re.Pattern, text: str, kind: str, check: Callable[[str], 
 
 
 def _card_check(value: str) -> bool:
-    digits = re.sub(r"\D", "", value)
+    digits = re.sub(r"[^0-9]", "", value)
     if not 13 <= len(digits) <= 19 or len(set(digits)) == 1:
         return False
-    # Separators, when present, must form regular groups (4-4-4-4, 4-6-5, ...), not random splits.
-    if re.search(r"[ -]", value) and not re.fullmatch(
-        r"\d{4}(?:[ -]\d{4}){2,3}(?:[ -]\d{1,3})?|\d{4}[ -]\d{6}[ -]\d{4,5}", value
-    ):
+    # Separators (space, dot, dash), when present, form regular groups (4-4-4-4, 4-6-5, ...), not random splits.
+    if _CARD_SEPARATOR.search(value) and not _CARD_GROUPS.fullmatch(value):
         return False
     return luhn_valid(digits)
+
+
+def _detect_cards(text: str) -> Iterable[PIIMatch]:
+    """Card-like runs of digits; when a run fails, it is tried without its trailing groups ("4111 1111 1111 1111 12"
+    is a card followed by a number)."""
+    for match in _CARD.finditer(text):
+        value = match.group(0)
+        while True:
+            if _card_check(value):
+                yield PIIMatch(CREDIT_CARD, match.start(), match.start() + len(value), value)
+                break
+            cut = max((m.start() for m in _CARD_SEPARATOR.finditer(value)), default=-1)
+            if cut <= 0:
+                break
+            value = value[:cut]
+
+
+def _detect_ibans(text: str) -> Iterable[PIIMatch]:
+    """A country code and check digits (any case), then exactly as many letters and digits as that country's IBAN
+    has, single spaces or dashes allowed between them; then the mod-97 check."""
+    for match in _IBAN_START.finditer(text):
+        expected = IBAN_LENGTHS.get(match.group(1).upper())
+        if expected is None:
+            continue
+        count, position, end = 4, match.end(), match.end()
+        while count < expected and position < len(text):
+            char = text[position]
+            if char.isascii() and char.isalnum():
+                count, position, end = count + 1, position + 1, position + 1
+            elif char in " -" and position == end:
+                position += 1
+            else:
+                break
+        if count != expected or (end < len(text) and text[end].isascii() and text[end].isalnum()):
+            continue
+        value = text[match.start() : end]
+        if iban_valid(value):
+            yield PIIMatch(IBAN, match.start(), end, value)
 
 
 def _phone_check(value: str) -> bool:
@@ -185,8 +229,8 @@ def _detect_api_keys(text: str) -> Iterable[PIIMatch]:
 
 DETECTORS: dict[str, Callable[[str], Iterable[PIIMatch]]] = {
     EMAIL: lambda text: _finditer(_EMAIL, text, EMAIL),
-    CREDIT_CARD: lambda text: _finditer(_CARD, text, CREDIT_CARD, _card_check),
-    IBAN: lambda text: _finditer(_IBAN, text, IBAN, iban_valid),
+    CREDIT_CARD: _detect_cards,
+    IBAN: _detect_ibans,
     IP_ADDRESS: lambda text: [
         *_finditer(_IPV4, text, IP_ADDRESS, ipv4_valid),
         *_finditer(_IPV6, text, IP_ADDRESS, ipv6_valid),
@@ -196,6 +240,21 @@ DETECTORS: dict[str, Callable[[str], Iterable[PIIMatch]]] = {
     API_KEY: _detect_api_keys,
     PHONE: lambda text: _finditer(_PHONE, text, PHONE, _phone_check),
 }  # fmt: skip
+
+
+def _nfkc(text: str) -> tuple[str, list[int] | None]:
+    """The text in NFKC form, character by character, with the original index of each character of the result
+    (None when the text is its own NFKC form). Full-width digits, letters and `＠` become ASCII; so do no-break
+    spaces, which separate the groups of a card number as well as a space does."""
+    if text.isascii() or unicodedata.is_normalized("NFKC", text):
+        return text, None
+    pieces: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        normal = char if char.isascii() else unicodedata.normalize("NFKC", char)
+        pieces.append(normal)
+        origin.extend([index] * len(normal))
+    return "".join(pieces), origin
 
 
 class PIIFilter:
@@ -211,10 +270,11 @@ class PIIFilter:
     def detect_pii(self, text: str) -> list[PIIMatch]:
         if not text:
             return []
+        normal, origin = _nfkc(text)
         priority = {kind: index for index, kind in enumerate(ALL_TYPES)}
         found: list[PIIMatch] = []
         for kind in self.types:
-            found.extend(DETECTORS[kind](text))
+            found.extend(DETECTORS[kind](normal))
         # Longest first at a position, then by priority; drop anything overlapping an accepted match.
         found.sort(key=lambda m: (m.start, -(m.end - m.start), priority[m.type]))
         accepted: list[PIIMatch] = []
@@ -227,7 +287,13 @@ class PIIFilter:
                     accepted[-1] = match
                 continue
             accepted.append(match)
-        return accepted
+        if origin is None:
+            return accepted
+        located = []
+        for match in accepted:  # back to the original text's positions and characters
+            start, end = origin[match.start], origin[match.end - 1] + 1
+            located.append(PIIMatch(match.type, start, end, text[start:end]))
+        return located
 
     detect = detect_pii
 
@@ -359,3 +425,52 @@ def mask_pii(text: str) -> str:
 
 def detect_pii(text: str) -> list[PIIMatch]:
     return default_filter().detect_pii(text)
+
+
+def mask_for_storage(value: Any) -> Any:
+    """`value` as it may be stored where an agent's policy masks PII: every string in it (dict keys and values,
+    list items, at any depth) with each finding replaced by its type. Anything else is returned as it is."""
+    if isinstance(value, str):
+        return mask_pii(value)
+    if isinstance(value, dict):
+        return {mask_for_storage(k): mask_for_storage(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_for_storage(item) for item in value]
+    return value
+
+
+class StreamMasker:
+    """Masks text that arrives in pieces (a model's tokens). The last `hold` characters are held back, since a
+    finding may still be arriving (`ann@exa` + `mple.com`), and so is any finding that reaches into them; `flush`
+    returns the rest at the end. Joined, the pieces equal `mask_pii` of the whole text."""
+
+    def __init__(self, hold: int = 64, pii_filter: PIIFilter | None = None) -> None:
+        self.hold = hold
+        self.filter = pii_filter or default_filter()
+        self.pending = ""
+
+    def feed(self, text: str) -> str:
+        buffer = self.pending + text
+        cut = len(buffer) - self.hold
+        if cut <= 0:
+            self.pending = buffer
+            return ""
+        matches = self.filter.detect_pii(buffer)
+        for match in matches:
+            if match.start < cut < match.end:
+                cut = match.start
+                break
+        self.pending = buffer[cut:]
+        out, position = [], 0
+        for match in matches:
+            if match.end > cut:
+                break
+            out.append(buffer[position : match.start])
+            out.append(f"[{match.type}]")
+            position = match.end
+        out.append(buffer[position:cut])
+        return "".join(out)
+
+    def flush(self) -> str:
+        rest, self.pending = self.pending, ""
+        return self.filter.mask_pii(rest)

@@ -6,7 +6,16 @@ from collections import Counter
 
 import pytest
 
-from agent_platform.security.pii import ALL_TYPES, Anonymizer, PIIFilter, iban_valid, luhn_valid
+from agent_platform.security.pii import (
+    ALL_TYPES,
+    Anonymizer,
+    PIIFilter,
+    StreamMasker,
+    iban_valid,
+    luhn_valid,
+    mask_for_storage,
+    mask_pii,
+)
 
 E, P, C, IB, IP, S, N, K = "EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "IP_ADDRESS", "SSN", "NATIONAL_ID", "API_KEY"
 
@@ -93,7 +102,10 @@ CORPUS: list[tuple[str, list[tuple[str, str]]]] = [
     ("Upper case JOHN.SMITH@EXAMPLE.COM", [(E, "JOHN.SMITH@EXAMPLE.COM")]),
     ("SSN without dashes 123456789", [(S, "123456789")]),
     ("Card with dots 4111.1111.1111.1111", [(C, "4111.1111.1111.1111")]),
-    ("Lowercase iban gb82west12345698765432", []),
+    ("Lowercase iban gb82west12345698765432", [(IB, "gb82west12345698765432")]),
+    ("lowercase spaced de89 3704 0044 0532 0130 00 ok", [(IB, "de89 3704 0044 0532 0130 00")]),
+    ("Card with dashes then expiry 4111-1111-1111-1111 12 27", [(C, "4111-1111-1111-1111")]),
+    ("Mapped IPv4 ::ffff:10.0.0.1 and ::FFFF:192.168.1.20", [(IP, "::ffff:10.0.0.1"), (IP, "::FFFF:192.168.1.20")]),
     # mixed
     (
         "Reach Ann at ann@corp.example or +1 212 555 0187; card 4111111111111111; host 172.16.0.5",
@@ -185,3 +197,77 @@ def test_stream_deanonymiser_holds_back_split_placeholders():
 def test_validators():
     assert luhn_valid("4111111111111111") and not luhn_valid("4111111111111112")
     assert iban_valid("GB82 WEST 1234 5698 7654 32") and not iban_valid("GB82 WEST 1234 5698 7654 33")
+
+
+# --- formats a probe got past the filter with -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("card 4111.1111.1111.1111.", "card [CREDIT_CARD]."),
+        ("iban de89 3704 0044 0532 0130 00 please", "iban [IBAN] please"),
+        ("IBAN DE89 3704 0044 0532 0130 00 IBAN", "IBAN [IBAN] IBAN"),  # a word after it is not read as part of it
+        ("card ４１１１ １１１１ １１１１ １１１１ ok", "card [CREDIT_CARD] ok"),
+        ("card ４１１１１１１１１１１１１１１１", "card [CREDIT_CARD]"),
+        ("mail ann＠example.com now", "mail [EMAIL] now"),
+        ("ｍａｉｌ ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ!", "ｍａｉｌ [EMAIL]!"),  # the text around a finding keeps its form
+        ("host ::ffff:10.0.0.1 is internal", "host [IP_ADDRESS] is internal"),
+        ("no-break spaces 4111\u00a01111\u00a01111\u00a01111", "no-break spaces [CREDIT_CARD]"),
+    ],
+)
+def test_formats_that_once_slipped_through_are_masked_whole(text, expected):
+    assert mask_pii(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "4111.1111.1111.1112",  # fails Luhn
+        "ref 1234.5678.9012",  # too short for a card
+        "iban de89370400440532013001",  # fails mod-97
+        "gb82 west 1234 5698 7654 33",  # fails mod-97
+        "de8937040044053201300077",  # too long for a German IBAN: not an IBAN, nor one followed by more
+        "version ２.１４.１",
+    ],
+)
+def test_lookalikes_stay_as_they_are(text):
+    assert mask_pii(text) == text
+
+
+def test_findings_in_full_width_text_point_at_the_original_characters():
+    text = "to ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ, card ４１１１ １１１１ １１１１ １１１１"
+    found = PIIFilter().detect_pii(text)
+    assert [(m.type, m.text) for m in found] == [
+        ("EMAIL", "ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ"),
+        ("CREDIT_CARD", "４１１１ １１１１ １１１１ １１１１"),
+    ]
+    assert all(text[m.start : m.end] == m.text for m in found)
+    anonymizer = Anonymizer()
+    assert anonymizer.anonymize(text) == "to <EMAIL_1>, card <CREDIT_CARD_1>"
+    assert anonymizer.deanonymize("<EMAIL_1>") == "ａｎｎ＠ｅｘａｍｐｌｅ．ｃｏｍ"
+
+
+def test_mask_for_storage_masks_every_string_of_a_json_value():
+    value = {
+        "messages": [{"role": "user", "content": "I am ann@example.com"}],
+        "arguments": '{"iban": "DE89370400440532013000"}',
+        "ann@example.com": ("card 4111 1111 1111 1111", 42, None, True),
+    }
+    assert mask_for_storage(value) == {
+        "messages": [{"role": "user", "content": "I am [EMAIL]"}],
+        "arguments": '{"iban": "[IBAN]"}',
+        "[EMAIL]": ["card [CREDIT_CARD]", 42, None, True],
+    }
+    assert value["messages"][0]["content"] == "I am ann@example.com"  # the caller's value is untouched
+
+
+def test_a_stream_masked_piece_by_piece_equals_the_whole_text_masked():
+    text = "Write to ann@example.com, pay DE89 3704 0044 0532 0130 00 by 4111 1111 1111 1111. Thanks! " * 4
+    for size in (1, 2, 3, 5, 8, 13, 50, 400):
+        masker = StreamMasker()
+        pieces = [masker.feed(text[i : i + size]) for i in range(0, len(text), size)]
+        pieces.append(masker.flush())
+        joined = "".join(pieces)
+        assert joined == mask_pii(text), size
+        assert all("ann@" not in piece and "4111" not in piece for piece in pieces)
