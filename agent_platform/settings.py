@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "simple_history",
     "django_prometheus",
     "agent_platform.accounts",
+    "agent_platform.observability",
     "agent_platform.llm",
     "traces",
     "costs",
@@ -335,6 +336,29 @@ if SENTRY_DSN:
         send_default_pii=False,
         traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
     )
+
+# /metrics: open in development; in production only to a bearer token (METRICS_TOKEN) or to clients inside
+# METRICS_ALLOWED_NETWORKS (CIDR list, default loopback). PROMETHEUS_MULTIPROC_DIR (read by prometheus_client from
+# the environment) sums the values of every web and worker process.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list(
+    "METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"] if PRODUCTION else []
+)
+
+
+def _refuse_malformed_networks() -> None:
+    import ipaddress
+
+    for network in METRICS_ALLOWED_NETWORKS:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"Refusing to start: METRICS_ALLOWED_NETWORKS entry {network!r} is not a network (e.g. 10.0.0.0/8)."
+            ) from None
+
+
+_refuse_malformed_networks()
 
 TRACE_RETENTION_DAYS = env.int("TRACE_RETENTION_DAYS", default=30)
 OTEL_EXPORTER_OTLP_ENDPOINT = env("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
