@@ -44,9 +44,11 @@ def origin_allowed(origin_header: str | None, host_header: str | None) -> bool:
     scheme, origin_host, origin_port = origin
     if host_header:
         host, port = split_domain_port(host_header.lower())
+        if port and not port.isdigit():
+            return False
         # No port in Host means the default port of the scheme the page itself was loaded with.
-        host_port = int(port) if port.isdigit() else DEFAULT_PORTS[scheme] if not port else None
-        if host_port is None or (host, host_port) != (origin_host, origin_port):
+        host_port = int(port) if port else DEFAULT_PORTS[scheme]
+        if (host, host_port) != (origin_host, origin_port):
             return False
     elif origin_port != DEFAULT_PORTS[scheme]:
         # No Host header to compare with: an allowed host answers on its scheme's default port only.

@@ -163,3 +163,22 @@ def probe_output(code: str, **env: str) -> str:
     result = run(["-c", code], **env)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
+
+
+def test_multiprocess_mode_sums_the_counters_of_every_process(tmp_path):
+    # two processes (say a web process and a Celery worker) count; a third one's scrape sees the sum
+    count = (
+        "import django, sys; django.setup(); "
+        "from agent_platform.observability.metrics import note_run_requeued; note_run_requeued(int(sys.argv[1]))"
+    )
+    for amount in ("3", "4"):
+        result = run(["-c", count, amount], PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+        assert result.returncode == 0, result.stderr
+    show = (
+        "import django; django.setup(); from agent_platform.observability.metrics import exposition; "
+        "print(exposition().decode())"
+    )
+    result = run(["-c", show], PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    samples = {s.name: s.value for f in text_string_to_metric_families(result.stdout) for s in f.samples}
+    assert samples["agent_platform_runs_requeued_total"] == 7
