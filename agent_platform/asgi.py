@@ -12,10 +12,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from agent_platform.routing import websocket_urlpatterns  # noqa: E402
 from agent_platform.websocket_origin import SameOriginValidator  # noqa: E402
+from agent_platform.websocket_otp import OTPSessionGuard  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(OTPSessionGuard(URLRouter(websocket_urlpatterns)))),
     }
 )

@@ -135,3 +135,47 @@ def test_the_admin_lets_a_device_user_in_only_with_the_code_even_in_development(
     settings.ADMIN_REQUIRE_OTP = False
     client.force_login(admin_user)  # a session that skipped the code
     assert client.get("/admin/").status_code == 302
+
+
+def _session_cookie(user, device=None) -> bytes:
+    from django.test import Client
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    browser = Client()
+    browser.force_login(user)
+    if device is not None:
+        session = browser.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id  # what django-otp's login() stores
+        session.save()
+    return f"sessionid={browser.cookies['sessionid'].value}".encode()
+
+
+async def _socket_opens(cookie: bytes) -> bool:
+    from channels.testing import WebsocketCommunicator
+
+    from agent_platform.asgi import application
+
+    communicator = WebsocketCommunicator(
+        application, "/ws/ping/", headers=[(b"origin", b"http://localhost"), (b"cookie", cookie)]
+    )
+    connected, _ = await communicator.connect()
+    if connected:
+        await communicator.disconnect()
+    return connected
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_websocket_needs_an_otp_verified_session_for_a_user_with_a_device(django_user_model):
+    from asgiref.sync import sync_to_async
+
+    @sync_to_async
+    def setup():
+        root = django_user_model.objects.create_superuser(username="root", password=PASSWORD, email="r@x.io")
+        alice = django_user_model.objects.create_user(username="alice", password=PASSWORD, email="a@x.io")
+        device = TOTPDevice.objects.create(user=root, name="phone", confirmed=True)
+        return _session_cookie(root), _session_cookie(root, device), _session_cookie(alice)
+
+    password_only, verified, no_device_user = await setup()
+    assert await _socket_opens(password_only) is False
+    assert await _socket_opens(verified) is True
+    assert await _socket_opens(no_device_user) is True
