@@ -120,12 +120,43 @@ def test_queue_and_budget_gauges_are_read_from_the_database_at_scrape(client):
     assert value(samples, "agent_platform_budget_spend_ratio", budget="team-a", scope="team") == 0.25
 
 
-def test_the_reaper_counts_re_queued_runs(client):
-    from agent_platform.observability.metrics import note_run_requeued
+def test_the_reaper_counts_the_runs_it_re_queues(client, user, eager_runs):
+    from agent_platform.llm.mock import mock_provider_for
+    from agents import services
+    from agents.models import Run, RunStatus
 
+    scripted = mock_provider_for("mock/scripted")
+    scripted.reset()
+    scripted.queue_response(content="done at last")
+    agent = services.agent_create(
+        data={"slug": "fragile", "name": "F", "model_endpoint": "mock/scripted", "system_prompt_text": "x"}, owner=None
+    )
+    run = services.run_create(agent=agent, input="hello", user=user)
+    stale = timezone.now() - timedelta(minutes=5)
+    Run.objects.filter(id=run.id).update(status=RunStatus.RUNNING, attempts=1, heartbeat_at=stale, started_at=stale)
     before = value(scrape(client), "agent_platform_runs_requeued_total")
-    note_run_requeued()
+    assert services.runs_reap_stale(stale_after=timedelta(seconds=60))["requeued"] == 1
+    scripted.reset()
     assert value(scrape(client), "agent_platform_runs_requeued_total") - before == 1
+
+
+def test_the_broker_queue_length_is_read_from_redis_at_scrape(client, settings):
+    import secrets
+
+    import redis
+
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.skip("needs REDIS_URL (a Redis broker)")
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue = f"test-metrics-{secrets.token_hex(4)}"  # a queue no worker reads
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    try:
+        broker.rpush(queue, "a", "b")
+        broker.rpush(f"{queue}\x06\x163", "c")  # kombu's list for priority 3
+        assert value(scrape(client), "agent_platform_broker_queue_length") == 3
+    finally:
+        broker.delete(queue, f"{queue}\x06\x163")
+        broker.close()
 
 
 def test_metrics_behind_a_bearer_token(client, settings):
