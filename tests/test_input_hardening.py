@@ -118,3 +118,9 @@ def test_the_size_limit_follows_the_setting_for_any_body(key_client, settings):
     response = key_client.post(KEYS_URL, "name=" + "n" * 2000, content_type="application/x-www-form-urlencoded")
     error_of(response, 413, "REQUEST_TOO_LARGE")
     assert key_client.post(KEYS_URL, {"name": "small"}, format="json").status_code == 201
+
+
+def test_too_many_query_parameters_are_refused_in_the_envelope(key_client):
+    query = "&".join(f"p{i}=1" for i in range(1001))
+    error = error_of(key_client.get(f"/api/v1/agents/?{query}"), 422, "VALIDATION_ERROR")
+    assert error["details"]["max_fields"] == 1000

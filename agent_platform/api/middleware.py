@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
 from agent_platform.api.errors import envelope_for_exception, error_response, too_large_message
@@ -78,11 +78,16 @@ class InputGuardMiddleware:
             check_path_and_query(request.path, request.GET)
             if is_api:
                 self._check_body(request)
-        except InputRefused as refused:
-            if not is_api:
-                return HttpResponseBadRequest(refused.message, content_type="text/plain; charset=utf-8")
-            return error_response(code=refused.code, message=refused.message, details=refused.details)
-        return self.get_response(request)
+        except TooManyFieldsSent:
+            limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+            refused = InputRefused("VALIDATION_ERROR", f"More than {limit} parameters.", {"max_fields": limit})
+        except InputRefused as exc:
+            refused = exc
+        else:
+            return self.get_response(request)
+        if not is_api:
+            return HttpResponseBadRequest(refused.message, content_type="text/plain; charset=utf-8")
+        return error_response(code=refused.code, message=refused.message, details=refused.details)
 
     @staticmethod
     def _check_body(request: HttpRequest) -> None:
