@@ -103,6 +103,7 @@ def test_json_depth_counts_only_structure():
     assert json_depth(b'{"a": [1, {"b": []}]}') == 4
     assert json_depth(b'{"a": "[[[[\\"[[[["}') == 1
     assert json_depth(b"42") == 0
+    assert json_depth(b'["C:\\\\", [[]], "]]]"]') == 3  # an escaped backslash before a closing quote
 
 
 def test_a_10_mb_run_message_is_413_request_too_large(key_client):
