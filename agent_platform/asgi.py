@@ -9,13 +9,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from agent_platform.routing import websocket_urlpatterns  # noqa: E402
+from agent_platform.websocket_origin import SameOriginValidator  # noqa: E402
+from agent_platform.websocket_otp import OTPSessionGuard  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(AuthMiddlewareStack(OTPSessionGuard(URLRouter(websocket_urlpatterns)))),
     }
 )

@@ -44,6 +44,8 @@ def _refuse_insecure_production() -> None:
         problems.append("DEBUG is on")
     if not ALLOWED_HOSTS:
         problems.append("ALLOWED_HOSTS is empty")
+    elif any("*" in host for host in ALLOWED_HOSTS):
+        problems.append("ALLOWED_HOSTS contains '*' (name the hosts this site answers to)")
     if problems:
         raise ImproperlyConfigured("Refusing to start in production: " + "; ".join(problems) + ".")
 
@@ -70,6 +72,7 @@ INSTALLED_APPS = [
     "simple_history",
     "django_prometheus",
     "agent_platform.accounts",
+    "agent_platform.observability",
     "agent_platform.llm",
     "traces",
     "costs",
@@ -81,6 +84,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "agent_platform.api.middleware.RequestIdMiddleware",
+    "agent_platform.api.middleware.InputGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -190,7 +194,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/admin/login/"
+# A user with a confirmed OTP device always needs a one-time password, on every way in (admin login, JWT token,
+# API session, minting API keys); with ADMIN_REQUIRE_OTP (on in production) so does every staff user.
 ADMIN_REQUIRE_OTP = env.bool("ADMIN_REQUIRE_OTP", default=PRODUCTION)
+# The JWT claim that says the token was issued after a one-time password was checked.
+JWT_OTP_CLAIM = "otp"
 OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="Agent Platform")
 API_KEY_PREFIX = "ap"
 
@@ -199,7 +207,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "agent_platform.api.authentication.ApiKeyAuthentication",
         "agent_platform.api.authentication.JWTAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "agent_platform.api.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "agent_platform.api.pagination.PagePagination",
@@ -231,6 +239,15 @@ SIMPLE_JWT = {
     "BLACKLIST_AFTER_ROTATION": True,
     "SIGNING_KEY": env("JWT_SIGNING_KEY", default=SECRET_KEY),
 }
+
+# --- Input limits (agent_platform.api.input_guard) -------------------------------------------------------------
+# A body over this many bytes is answered 413 REQUEST_TOO_LARGE before it is read (Django's own limit, also
+# applied to JSON bodies under /api/).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2_621_440)
+# JSON bodies nested deeper than this are answered 422 INPUT_TOO_DEEP.
+API_MAX_JSON_DEPTH = env.int("API_MAX_JSON_DEPTH", default=64)
+# A failed CSRF check answers in the error envelope (CSRF_FAILED) under /api/, with Django's page elsewhere.
+CSRF_FAILURE_VIEW = "agent_platform.api.views.csrf_failure"
 
 # --- Static files -------------------------------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -272,6 +289,27 @@ CREDENTIALS_ENCRYPTION_KEYS = env.list("CREDENTIALS_ENCRYPTION_KEYS", default=[]
 if PRODUCTION and not CREDENTIALS_ENCRYPTION_KEYS:
     raise ImproperlyConfigured("Refusing to start in production: CREDENTIALS_ENCRYPTION_KEYS is not set.")
 
+
+def _refuse_malformed_encryption_keys() -> None:
+    # A bad key would otherwise surface only when the first credential is encrypted or read. The message names the
+    # key's position, never the key.
+    from cryptography.fernet import Fernet
+
+    for position, key in enumerate(CREDENTIALS_ENCRYPTION_KEYS, start=1):
+        if not key.strip():
+            continue
+        try:
+            Fernet(key.strip().encode())
+        except (ValueError, TypeError):
+            raise ImproperlyConfigured(
+                f"Refusing to start{' in production' if PRODUCTION else ''}: CREDENTIALS_ENCRYPTION_KEYS key "
+                f"#{position} is not a valid Fernet key (32 url-safe base64-encoded bytes; make one with "
+                '`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`).'
+            ) from None
+
+
+_refuse_malformed_encryption_keys()
+
 # --- Observability ------------------------------------------------------------------------------------------
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env("LOG_FORMAT", default="json")
@@ -298,6 +336,29 @@ if SENTRY_DSN:
         send_default_pii=False,
         traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
     )
+
+# /metrics: open in development; in production only to a bearer token (METRICS_TOKEN) or to clients inside
+# METRICS_ALLOWED_NETWORKS (CIDR list, default loopback). PROMETHEUS_MULTIPROC_DIR (read by prometheus_client from
+# the environment) sums the values of every web and worker process.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list(
+    "METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"] if PRODUCTION else []
+)
+
+
+def _refuse_malformed_networks() -> None:
+    import ipaddress
+
+    for network in METRICS_ALLOWED_NETWORKS:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"Refusing to start: METRICS_ALLOWED_NETWORKS entry {network!r} is not a network (e.g. 10.0.0.0/8)."
+            ) from None
+
+
+_refuse_malformed_networks()
 
 TRACE_RETENTION_DAYS = env.int("TRACE_RETENTION_DAYS", default=30)
 OTEL_EXPORTER_OTLP_ENDPOINT = env("OTEL_EXPORTER_OTLP_ENDPOINT", default="")

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from agent_platform.api import views as api_views
 from agent_platform.api.views import api_not_found
 from agent_platform.observability import health
+from agent_platform.observability.metrics import metrics_view
 
 api_v1 = [
     path("auth/keys/", api_views.ApiKeyListView.as_view(), name="api-keys"),
@@ -28,7 +29,7 @@ urlpatterns = [
     re_path(r"^api/", api_not_found),
     path("health/", health.liveness, name="health"),
     path("health/ready/", health.readiness, name="health-ready"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("", include("costs.web_urls")),
     path("", include("traces.web_urls")),
     path("", include("prompts.web_urls")),

@@ -26,6 +26,7 @@ from django.utils import timezone
 from agent_platform.api.errors import PlatformError
 from agent_platform.llm import client as llm
 from agent_platform.observability.context import current_trace, new_trace_id
+from agent_platform.observability.metrics import note_run_requeued
 from agent_platform.security.pii import StreamMasker, mask_for_storage
 from agent_platform.worker_loop import call_async
 from agents import memory
@@ -849,6 +850,7 @@ def runs_reap_stale(*, stale_after: timedelta | None = None, max_attempts: int |
             if taken:
                 logger.warning("run %s: worker lost; re-queued (attempt %d)", run.id, run.attempts + 1)
                 report["requeued"] += 1
+                note_run_requeued()
             continue
         message = f"The worker executing this run stopped responding {run.attempts} times; giving up."
         with transaction.atomic():

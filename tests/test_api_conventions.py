@@ -4,6 +4,9 @@ import re
 
 import pytest
 from django.test import override_settings
+from django.urls import path
+
+from agent_platform.urls import urlpatterns as project_urlpatterns
 
 pytestmark = pytest.mark.django_db
 
@@ -124,3 +127,47 @@ def test_schema_and_docs_are_served(key_client):
     assert b"openapi" in schema.content
     with override_settings(DEBUG=False):
         assert key_client.get("/api/docs/").status_code == 200
+
+
+@pytest.mark.parametrize("method", ["get", "post", "put", "patch", "delete"])
+def test_unknown_api_path_is_404_in_envelope_for_every_method_even_without_csrf_token(user, method):
+    from rest_framework.test import APIClient
+
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.force_login(user)
+    assert_envelope(getattr(browser, method)("/api/v1/no-such-thing/"), 404, "NOT_FOUND")
+
+
+def test_session_post_without_csrf_token_is_403_csrf_failed_in_envelope(user):
+    from rest_framework.test import APIClient
+
+    browser = APIClient(enforce_csrf_checks=True)
+    browser.force_login(user)
+    error = assert_envelope(browser.post("/api/v1/auth/keys/", {"name": "x"}, format="json"), 403, "CSRF_FAILED")
+    assert "CSRF" in error["message"]
+
+
+def _plain_api_view(request):
+    from django.http import JsonResponse
+
+    return JsonResponse({"ok": True})
+
+
+urlpatterns = [path("api/plain/", _plain_api_view), *project_urlpatterns]
+
+
+@pytest.mark.urls("tests.test_api_conventions")
+def test_csrf_failure_on_a_plain_django_api_view_answers_in_envelope():
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    error = assert_envelope(browser.post("/api/plain/", {"a": "b"}), 403, "CSRF_FAILED")
+    assert error["details"]["reason"]
+
+
+def test_csrf_failure_outside_the_api_keeps_djangos_page():
+    from django.test import Client
+
+    response = Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "x", "password": "y"})
+    assert response.status_code == 403 and response["Content-Type"].startswith("text/html")
+    assert b"CSRF" in response.content

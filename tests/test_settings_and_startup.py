@@ -130,12 +130,26 @@ def test_celery_reliability_settings():
         ({"DEBUG": "true"}, "DEBUG is on"),
         ({"ALLOWED_HOSTS": ""}, "ALLOWED_HOSTS is empty"),
         ({"CREDENTIALS_ENCRYPTION_KEYS": ""}, "CREDENTIALS_ENCRYPTION_KEYS is not set"),
+        ({"ALLOWED_HOSTS": "*"}, "ALLOWED_HOSTS contains '*'"),
+        ({"ALLOWED_HOSTS": "agents.example.com,*"}, "ALLOWED_HOSTS contains '*'"),
+        ({"CREDENTIALS_ENCRYPTION_KEYS": "not-a-fernet-key"}, "key #1 is not a valid Fernet key"),
+        (
+            {"CREDENTIALS_ENCRYPTION_KEYS": f"{Fernet.generate_key().decode()},c2hvcnQ="},
+            "key #2 is not a valid Fernet key",
+        ),
     ],
 )
 def test_production_refuses_to_start_when_insecure(override, complaint):
     result = run(["manage.py", "check"], **production_env(**override))
     assert result.returncode != 0
     assert "Refusing to start in production" in result.stderr and complaint in result.stderr
+
+
+def test_a_malformed_encryption_key_is_refused_at_start_without_echoing_it():
+    result = run(["manage.py", "check"], CREDENTIALS_ENCRYPTION_KEYS="my-secret-but-malformed-key")
+    assert result.returncode != 0
+    assert "key #1 is not a valid Fernet key" in result.stderr
+    assert "my-secret-but-malformed-key" not in result.stderr
 
 
 def test_production_configuration_passes_check_deploy_with_zero_warnings():
@@ -165,3 +179,42 @@ def test_docker_compose_file_validates():
         ["docker-compose", "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+async def _connects(headers: list[tuple[bytes, bytes]]) -> bool:
+    from channels.testing import WebsocketCommunicator
+
+    from agent_platform.asgi import application
+
+    communicator = WebsocketCommunicator(application, "/ws/ping/", headers=headers)
+    connected, _ = await communicator.connect()
+    if connected:
+        await communicator.disconnect()
+    return connected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("origin", "host", "allowed"),
+    [
+        (b"http://localhost:8000", b"localhost:8000", True),
+        (b"https://localhost", b"localhost", True),
+        (b"http://localhost:8001", b"localhost:8000", False),  # an allowed host on another port
+        (b"http://localhost:8000", b"localhost", False),
+        (b"http://localhost", None, True),
+        (b"http://localhost:8001", None, False),  # no Host to compare: only the scheme's default port
+        (b"http://evil.example:8000", b"evil.example:8000", False),  # same origin, but not an allowed host
+        (b"null", b"localhost", False),
+        (None, b"localhost", False),
+    ],
+)
+async def test_websocket_origin_must_match_host_and_port(origin, host, allowed):
+    headers = [(name, value) for name, value in ((b"origin", origin), (b"host", host)) if value is not None]
+    assert await _connects(headers) is allowed
+
+
+@pytest.mark.django_db
+async def test_a_trusted_origin_may_open_a_socket_on_its_own_port(settings):
+    settings.CSRF_TRUSTED_ORIGINS = ["https://app.example.com:8443"]
+    assert await _connects([(b"origin", b"https://app.example.com:8443"), (b"host", b"localhost")]) is True
+    assert await _connects([(b"origin", b"https://app.example.com:9443"), (b"host", b"localhost")]) is False

@@ -10,6 +10,10 @@ from datetime import datetime, timedelta
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
+from django_otp import devices_for_user
+from django_otp import verify_token as otp_verify_on_device
+from django_otp.models import Device
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from agent_platform.accounts.models import ApiKey, Team
 
@@ -61,3 +65,23 @@ def team_create(*, name: str, members: list[AbstractBaseUser] | None = None) -> 
     if members:
         team.members.set(members)
     return team
+
+
+@transaction.atomic
+def otp_verify(*, user: AbstractBaseUser, token: str, device_id: str | None = None) -> Device | None:
+    """The user's confirmed device that accepts `token` (consuming it: a TOTP step or a backup code is good once),
+    or None. Without `device_id`, a token of digits is tried on the TOTP devices and any other on the backup-code
+    devices, so a typo does not count as a failed attempt against every device (django-otp throttles per device)."""
+    token = token.strip()
+    if not token:
+        return None
+    if device_id:
+        return otp_verify_on_device(user, device_id, token)
+    looks_like_totp = token.isdigit()
+    for device in devices_for_user(user, confirmed=True):
+        if isinstance(device, TOTPDevice) != looks_like_totp:
+            continue
+        verified = otp_verify_on_device(user, device.persistent_id, token)
+        if verified is not None:
+            return verified
+    return None

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
@@ -167,6 +169,10 @@ def error_response(
     return response
 
 
+def too_large_message() -> str:
+    return f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+
+
 def _flatten_validation(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     """DRF's nested ValidationError detail as {"field.sub": ["message", ...]}."""
     fields: dict[str, list[str]] = {}
@@ -206,6 +212,8 @@ def envelope_for_exception(exc: Exception) -> tuple[str, str, dict[str, Any], di
         return exc.code, exc.message, exc.details, exc.headers
     if isinstance(exc, Http404):
         return "NOT_FOUND", "Not found.", {}, {}
+    if isinstance(exc, RequestDataTooBig):
+        return "REQUEST_TOO_LARGE", too_large_message(), {"max_bytes": settings.DATA_UPLOAD_MAX_MEMORY_SIZE}, {}
     if isinstance(exc, DjangoPermissionDenied):
         return "POLICY_DENIED", "You do not have permission to perform this action.", {}, {}
     if isinstance(exc, drf_exceptions.ValidationError):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
-from agent_platform.api.errors import envelope_for_exception, error_response
+from agent_platform.api.errors import envelope_for_exception, error_response, too_large_message
+from agent_platform.api.input_guard import InputRefused, check_form, check_json_body, check_path_and_query
 from agent_platform.observability.context import (
     REQUEST_ID_PATTERN,
     Caller,
@@ -51,6 +54,66 @@ class RequestIdMiddleware:
         response["X-Request-ID"] = request_id
         response["X-Trace-ID"] = trace.trace_id
         return response
+
+
+API_PREFIX = "/api/"
+
+
+def _is_json(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+class InputGuardMiddleware:
+    """Refuse input that must never reach a view: a NUL in the path or a query parameter (everywhere), and under
+    /api/ a body over DATA_UPLOAD_MAX_MEMORY_SIZE (413), JSON nested deeper than API_MAX_JSON_DEPTH (422) or a NUL
+    in any JSON string or form field (422). One check for every view, whatever parsers the view declares."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        is_api = request.path.startswith(API_PREFIX)
+        try:
+            check_path_and_query(request.path, request.GET)
+            if is_api:
+                self._check_body(request)
+        except TooManyFieldsSent:
+            limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+            refused = InputRefused("VALIDATION_ERROR", f"More than {limit} parameters.", {"max_fields": limit})
+        except InputRefused as exc:
+            refused = exc
+        else:
+            return self.get_response(request)
+        if not is_api:
+            return HttpResponseBadRequest(refused.message, content_type="text/plain; charset=utf-8")
+        return error_response(code=refused.code, message=refused.message, details=refused.details)
+
+    @staticmethod
+    def _check_body(request: HttpRequest) -> None:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        too_large = InputRefused("REQUEST_TOO_LARGE", too_large_message(), {"max_bytes": limit})
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if limit is not None and declared > limit:
+            raise too_large  # refused before a byte of the body is read
+        content_type = request.META.get("CONTENT_TYPE", "")
+        if _is_json(content_type):
+            try:
+                body = request.body
+            except RequestDataTooBig:
+                raise too_large from None
+            if limit is not None and len(body) > limit:  # a chunked body declares no length
+                raise too_large
+            if body:
+                check_json_body(body, max_depth=settings.API_MAX_JSON_DEPTH)
+        elif content_type.startswith("application/x-www-form-urlencoded"):
+            try:
+                check_form(request.POST)
+            except RequestDataTooBig:
+                raise too_large from None
 
 
 class ApiExceptionMiddleware:

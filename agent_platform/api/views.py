@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.contrib.auth.models import update_last_login
 from django.shortcuts import get_object_or_404
+from django.views.csrf import csrf_failure as django_csrf_failure
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.serializers import TokenObtainSerializer
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView
 
-from agent_platform.accounts.selectors import api_keys_of_user
-from agent_platform.accounts.services import api_key_create, api_key_revoke
+from agent_platform.accounts.selectors import api_keys_of_user, user_needs_otp
+from agent_platform.accounts.services import api_key_create, api_key_revoke, otp_verify
+from agent_platform.api.authentication import otp_passed, otp_required
+from agent_platform.api.errors import PlatformError, error_response
 from agent_platform.api.pagination import PagePagination
 
 
@@ -37,6 +46,13 @@ class ApiKeyListView(APIView):
 
     @extend_schema(request=ApiKeySerializer, responses={201: IssuedApiKeySerializer})
     def post(self, request):
+        if not otp_passed(request) and user_needs_otp(user=request.user):
+            raise PlatformError(
+                "Minting an API key needs a one-time password: use an OTP-verified session or a JWT obtained "
+                "with otp_token.",
+                code="POLICY_DENIED",
+                details={"reason": "OTP_REQUIRED"},
+            )
         serializer = ApiKeySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         issued = api_key_create(
@@ -59,8 +75,39 @@ class ApiKeyDetailView(APIView):
         return Response(ApiKeySerializer(api_key).data)
 
 
+class OTPTokenObtainSerializer(TokenObtainSerializer):
+    """Username, password and, for a user who needs one, a one-time password (`otp_token`; `otp_device` picks the
+    device by its persistent id). The tokens carry the OTP claim when one was checked."""
+
+    token_class = RefreshToken
+    otp_token = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=64)
+    otp_device = serializers.CharField(required=False, allow_blank=True, write_only=True, max_length=255)
+    refresh = serializers.CharField(read_only=True)
+    access = serializers.CharField(read_only=True)
+
+    def validate(self, attrs):
+        super().validate(attrs)  # password: sets self.user or raises AUTH_INVALID_CREDENTIALS
+        otp_checked = False
+        if user_needs_otp(user=self.user):
+            token = attrs.get("otp_token") or ""
+            if not token:
+                raise otp_required("This account needs a one-time password: send otp_token.")
+            if otp_verify(user=self.user, token=token, device_id=attrs.get("otp_device") or None) is None:
+                raise otp_required("The one-time password is wrong or was already used.")
+            otp_checked = True
+        refresh = self.get_token(self.user)
+        if otp_checked:
+            refresh[settings.JWT_OTP_CLAIM] = True  # copied into every access token made from it, and on rotation
+        if jwt_settings.UPDATE_LAST_LOGIN:
+            update_last_login(None, self.user)
+        return {"refresh": str(refresh), "access": str(refresh.access_token)}
+
+
 class TokenObtainView(TokenObtainPairView):
-    """Username and password for a short-lived access token and a refresh token."""
+    """Username and password (plus `otp_token` for an account with an OTP device, or any staff account in
+    production) for a short-lived access token and a refresh token."""
+
+    serializer_class = OTPTokenObtainSerializer
 
 
 class TokenRefreshView(TokenRefreshView):
@@ -71,8 +118,14 @@ class TokenRevokeView(TokenBlacklistView):
     """Revoke a refresh token."""
 
 
+@csrf_exempt  # any method: a POST to an unknown path is a 404, not a CSRF page
 def api_not_found(request, *args, **kwargs):
-    """Unknown paths under /api/ answer in the envelope, whatever DEBUG says."""
-    from agent_platform.api.errors import error_response
-
+    """Unknown paths under /api/ answer in the envelope, whatever DEBUG says and whatever the method."""
     return error_response(code="NOT_FOUND", message=f"No API endpoint at {request.path}.")
+
+
+def csrf_failure(request, reason: str = ""):
+    """CSRF_FAILURE_VIEW: the envelope (CSRF_FAILED) under /api/, Django's own page elsewhere."""
+    if request.path.startswith("/api/"):
+        return error_response(code="CSRF_FAILED", message=f"CSRF check failed: {reason}", details={"reason": reason})
+    return django_csrf_failure(request, reason=reason)
