@@ -192,6 +192,8 @@ def _check_team(request, team: Team | None) -> None:
 
 
 class AgentListView(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(
         parameters=[
             OpenApiParameter("category", str, description="Only agents of this category."),
@@ -205,7 +207,7 @@ class AgentListView(APIView):
         qs = selectors.agent_catalog(
             user=request.user, category=request.query_params.get("category"), search=request.query_params.get("search")
         )
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(AgentSummarySerializer(page, many=True).data)
 
@@ -261,13 +263,15 @@ class AgentHealthView(APIView):
 
 
 class AgentRunsView(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(responses=RunSerializer(many=True))
     def get(self, request, slug: str):
         agent = selectors.agent_get(slug=slug, user=request.user)
         qs = Run.objects.filter(agent=agent).select_related("agent")
         if not request.user.is_staff:
             qs = qs.filter(user=request.user)
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs.order_by("-created_at"), request, view=self)
         return paginator.get_paginated_response(RunSerializer(page, many=True).data)
 
@@ -328,10 +332,12 @@ class RunEventsView(APIView):
 
 
 class ConversationMessagesView(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(responses=MessageSerializer(many=True))
     def get(self, request, conversation_id: str):
         conversation = selectors.conversation_get(conversation_id=conversation_id, user=request.user)
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(
             selectors.conversation_messages(conversation=conversation), request, view=self
         )

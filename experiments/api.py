@@ -202,6 +202,8 @@ def _dataset_body(dataset) -> dict:
 
 
 class DatasetListView(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(
         responses=DatasetSerializer(many=True),
         parameters=[OpenApiParameter("name", str, description="Only datasets with this name (all versions).")],
@@ -210,7 +212,7 @@ class DatasetListView(APIView):
         qs = selectors.datasets_visible_to(request.user)
         if request.query_params.get("name"):
             qs = qs.filter(name=request.query_params["name"])
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response([_dataset_body(d) for d in page])
 
@@ -243,10 +245,12 @@ class DatasetDetailView(APIView):
 
 
 class DatasetItemsView(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(responses=DatasetItemSerializer(many=True))
     def get(self, request, dataset_id: int):
         dataset = selectors.dataset_get(user=request.user, dataset_id=dataset_id)
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(dataset.items.order_by("position"), request, view=self)
         return paginator.get_paginated_response(DatasetItemSerializer(page, many=True).data)
 
@@ -281,7 +285,7 @@ class DatasetImportView(APIView):
 class DatasetExportView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("file_format", str, enum=["jsonl", "csv"], description="Default jsonl.")],
-        responses={(200, "text/plain"): OpenApiTypes.STR},
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR, (200, "text/csv"): OpenApiTypes.STR},
     )
     def get(self, request, dataset_id: int):
         dataset = selectors.dataset_get(user=request.user, dataset_id=dataset_id)
@@ -319,6 +323,8 @@ class DatasetVersionView(APIView):
 
 
 class ExperimentListView(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(
         responses=ExperimentSerializer(many=True),
         parameters=[OpenApiParameter("status", str, description="Only experiments in this status.")],
@@ -327,7 +333,7 @@ class ExperimentListView(APIView):
         qs = selectors.experiments_visible_to(request.user).prefetch_related("variants")
         if request.query_params.get("status"):
             qs = qs.filter(status=request.query_params["status"])
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response([_experiment_body(e) for e in page])
 
@@ -384,6 +390,8 @@ class ExperimentCancelView(APIView):
 
 
 class ExperimentResultsView(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(
         responses=ResultSerializer(many=True),
         parameters=[
@@ -398,7 +406,7 @@ class ExperimentResultsView(APIView):
             variant=request.query_params.get("variant"),
             status=request.query_params.get("status"),
         )
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ResultSerializer(page, many=True).data)
 
@@ -449,6 +457,8 @@ class ResultScoresView(APIView):
 
 
 class HumanScoreListView(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(
         responses=HumanScoreSerializer(many=True),
         parameters=[OpenApiParameter("trace_id", str, description="Scores of this trace.")],
@@ -457,7 +467,7 @@ class HumanScoreListView(APIView):
         qs = selectors.human_scores_visible_to(request.user)
         if request.query_params.get("trace_id"):
             qs = qs.filter(trace_id=request.query_params["trace_id"].lower())
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(HumanScoreSerializer(page, many=True).data)
 

@@ -278,6 +278,8 @@ VERSION_PARAM = OpenApiParameter("version", int, description="Serve this version
 
 
 class PromptListView(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(
         tags=TAG,
         parameters=[OpenApiParameter("search", str), OpenApiParameter("tag", str)],
@@ -287,7 +289,7 @@ class PromptListView(APIView):
         qs = selectors.prompt_list(
             user=request.user, search=request.query_params.get("search"), tag=request.query_params.get("tag")
         )
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(PromptSerializer(page, many=True).data)
 
@@ -340,10 +342,12 @@ class PromptDetailView(APIView):
 
 
 class PromptVersionsView(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(tags=TAG, responses=VersionSerializer(many=True))
     def get(self, request, name: str):
         versions = selectors.list_versions(name=name, user=request.user)
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(versions, request, view=self)
         return paginator.get_paginated_response(VersionSerializer(page, many=True).data)
 

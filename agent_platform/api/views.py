@@ -28,9 +28,9 @@ class ApiKeySerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     prefix = serializers.CharField(read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
-    last_used_at = serializers.DateTimeField(read_only=True)
+    last_used_at = serializers.DateTimeField(read_only=True, allow_null=True)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
-    revoked_at = serializers.DateTimeField(read_only=True)
+    revoked_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
 
 class IssuedApiKeySerializer(ApiKeySerializer):
@@ -38,9 +38,11 @@ class IssuedApiKeySerializer(ApiKeySerializer):
 
 
 class ApiKeyListView(APIView):
+    pagination_class = PagePagination
+
     @extend_schema(responses=ApiKeySerializer(many=True))
     def get(self, request):
-        paginator = PagePagination()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(api_keys_of_user(user=request.user), request, view=self)
         return paginator.get_paginated_response(ApiKeySerializer(page, many=True).data)
 
@@ -69,7 +71,7 @@ class ApiKeyDetailView(APIView):
     def get(self, request, key_id: int):
         return Response(ApiKeySerializer(get_object_or_404(api_keys_of_user(user=request.user), pk=key_id)).data)
 
-    @extend_schema(responses=ApiKeySerializer)
+    @extend_schema(responses={200: ApiKeySerializer})
     def delete(self, request, key_id: int):
         api_key = api_key_revoke(api_key=get_object_or_404(api_keys_of_user(user=request.user), pk=key_id))
         return Response(ApiKeySerializer(api_key).data)
