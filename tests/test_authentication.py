@@ -4,25 +4,15 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from agent_platform.accounts.models import ApiKey
 from agent_platform.accounts.services import api_key_create, api_key_revoke
+from tests.support.api import bearer, code_of
 
 pytestmark = pytest.mark.django_db
 
 KEYS_URL = "/api/v1/auth/keys/"
-
-
-def bearer(token: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
-def code_of(response) -> str:
-    return response.json()["error"]["code"]
 
 
 def test_valid_api_key_authenticates_and_records_use(issued_key):

@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from agent_platform.accounts.models import ApiKey
+from tests.support.api import bearer, code_of
 
 pytestmark = pytest.mark.django_db
 
@@ -28,16 +29,6 @@ def current_code(device: TOTPDevice) -> str:
 
 def obtain(**body):
     return APIClient().post(TOKEN_URL, {"username": "root", "password": PASSWORD, **body}, format="json")
-
-
-def bearer(token: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    return client
-
-
-def code_of(response) -> str:
-    return response.json()["error"]["code"]
 
 
 def test_password_only_token_is_refused_for_a_user_with_a_device(device):

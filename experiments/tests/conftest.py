@@ -8,6 +8,16 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
+def _mocks():
+    """Every experiments test starts and ends with the mock models' scripts and call logs empty."""
+    from agent_platform.llm.mock import reset_all_mocks
+
+    reset_all_mocks()
+    yield
+    reset_all_mocks()
+
+
+@pytest.fixture(autouse=True)
 def _in_process_runs(request):
     """Experiments run in-process (eager Celery) in these tests, on both stacks: the mock provider's scripts live in
     this process. Tests marked `worker` use the real worker instead."""

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agent_platform.llm.mock import mock_provider_for, reset_all_mocks
+from agent_platform.llm.mock import mock_provider_for
 from agent_platform.observability.context import bind_caller
 from experiments import services
 from experiments.models import ExperimentResult
@@ -15,13 +15,6 @@ from experiments.report import build_report
 pytestmark = pytest.mark.django_db
 
 N = 10_000
-
-
-@pytest.fixture(autouse=True)
-def _mocks():
-    reset_all_mocks()
-    yield
-    reset_all_mocks()
 
 
 @pytest.fixture

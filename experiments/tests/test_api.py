@@ -6,18 +6,11 @@ import io
 import pytest
 from django.utils import timezone
 
-from agent_platform.llm.mock import mock_provider_for, reset_all_mocks
+from agent_platform.llm.mock import mock_provider_for
 from experiments import services
 from experiments.models import Experiment, ExperimentStatus, HumanScore
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _mocks():
-    reset_all_mocks()
-    yield
-    reset_all_mocks()
 
 
 @pytest.fixture

@@ -5,18 +5,11 @@ states the comparison in words."""
 import pytest
 
 from agent_platform.llm.client import complete
-from agent_platform.llm.mock import mock_provider_for, reset_all_mocks
+from agent_platform.llm.mock import mock_provider_for
 from agent_platform.observability.context import bind_caller
 from agent_platform.observability.hooks import hub
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _mocks():
-    reset_all_mocks()
-    yield
-    reset_all_mocks()
 
 
 def test_live_report_compares_versions_of_a_split_label(key_client, user):

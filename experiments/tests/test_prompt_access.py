@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from agent_platform.accounts.services import team_create
 from agent_platform.api.errors import PlatformError
-from agent_platform.llm.mock import mock_provider_for, reset_all_mocks
+from agent_platform.llm.mock import mock_provider_for
 from experiments import services
 from experiments.models import Experiment, ExperimentResult, ResultStatus
 from prompts.services import prompt_create, prompt_update
@@ -20,13 +20,6 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.django_db
 
 SECRET = "Team A secret rubric: {{ launch_code }} {{ output }}"
-
-
-@pytest.fixture(autouse=True)
-def _mocks():
-    reset_all_mocks()
-    yield
-    reset_all_mocks()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from agent_platform.api.errors import PlatformError
-from agent_platform.llm.mock import mock_provider_for, reset_all_mocks
+from agent_platform.llm.mock import mock_provider_for
 from agent_platform.observability.hooks import Observer, hub
 from experiments import services
 from experiments.evaluators import EvaluationResult, Evaluator, register, unregister
@@ -16,13 +16,6 @@ from experiments.report import build_report
 pytestmark = pytest.mark.django_db
 
 N = 24
-
-
-@pytest.fixture(autouse=True)
-def _mocks():
-    reset_all_mocks()
-    yield
-    reset_all_mocks()
 
 
 @pytest.fixture
