@@ -58,6 +58,9 @@ class _FailSafeRateMixin:
         self._local_wait = None
         if self.rate is None:
             return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True  # not this throttle's request (e.g. the anonymous one for a signed-in caller)
         if cache_available():
             try:
                 allowed = super().allow_request(request, view)
@@ -66,9 +69,6 @@ class _FailSafeRateMixin:
             else:
                 cache_succeeded()
                 return allowed
-        key = self.get_cache_key(request, view)
-        if key is None:
-            return True
         self._local_wait = local_windows.hit(key, limit=self.num_requests, duration=self.duration)
         return self._local_wait is None
 
