@@ -56,8 +56,13 @@ def _discard_buffered_records():
 def _clear_cache():
     from django.core.cache import cache
 
+    from agent_platform.api.throttling import local_windows
+    from agent_platform.cache_safe import reset_outages
+
     if "locmem" in settings.CACHES["default"]["BACKEND"]:
         cache.clear()
+    reset_outages()  # an outage one test made does not carry into the next
+    local_windows.clear()
     yield
 
 

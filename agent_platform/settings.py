@@ -162,6 +162,12 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": CACHE_KEY_PREFIX}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache is optional for answering (agent_platform.cache_safe): while it is unreachable reads miss, writes are
+# skipped and throttling counts per process; it is tried again every CACHE_RETRY_SECONDS.
+CACHE_RETRY_SECONDS = env.float("CACHE_RETRY_SECONDS", default=5.0)
+# A 503 SERVICE_UNAVAILABLE (cache, broker or database down) tells the client to retry after this many seconds.
+SERVICE_RETRY_AFTER_SECONDS = env.int("SERVICE_RETRY_AFTER_SECONDS", default=5)
+
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL or "cache+memory://")
 # Without a broker, agent work runs in-process: tasks execute eagerly where they are sent.
@@ -194,6 +200,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Sessions live in the database, never only in the cache: a cache outage must not log everyone out.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 LOGIN_URL = "/admin/login/"
 # A user with a confirmed OTP device always needs a one-time password, on every way in (admin login, JWT token,
 # API session, minting API keys); with ADMIN_REQUIRE_OTP (on in production) so does every staff user.

@@ -7,6 +7,8 @@ from agent_platform.api.views import api_not_found
 from agent_platform.observability import health
 from agent_platform.observability.metrics import metrics_view
 
+handler500 = "agent_platform.api.views.server_error"
+
 api_v1 = [
     path("auth/keys/", api_views.ApiKeyListView.as_view(), name="api-keys"),
     path("auth/keys/<int:key_id>/", api_views.ApiKeyDetailView.as_view(), name="api-key-detail"),

@@ -11,8 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from django.core.cache import cache
-
+from agent_platform.cache_safe import safe_cache as cache  # a cache outage reads as a miss
 from agent_platform.observability.context import Caller
 
 BUDGET_INDEX_TTL = 10.0

@@ -21,8 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from fnmatch import fnmatchcase
 
-from django.core.cache import cache
-
+from agent_platform.cache_safe import safe_cache as cache  # a cache outage reads as a miss
 from costs.models import WILDCARDS
 
 MILLION = Decimal(1_000_000)

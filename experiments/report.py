@@ -267,8 +267,7 @@ def build_report(
 ) -> dict[str, Any]:
     """The report. `with_stats` (default: unless the experiment is still running) adds bootstrap intervals and
     paired tests; a finished experiment's report is cached until something in it changes."""
-    from django.core.cache import cache
-
+    from agent_platform.cache_safe import safe_cache as cache
     from experiments.models import ACTIVE_STATUSES
 
     running = experiment.status in ACTIVE_STATUSES

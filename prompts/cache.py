@@ -12,6 +12,10 @@
 `PROMPT_CACHE_STAMP_TTL_MS` (default 0) lets a process trust its own entry for that long without the stamp GET:
 faster with a networked cache (Redis), at the price of other processes' changes showing up to that many ms late.
 Changes made in the same process are always seen at once. 0 = no stale reads anywhere.
+
+While the cache is unreachable every fetch reads the database (a stamp that cannot be read is a fresh one nobody
+else has, so nothing cached is trusted), and a change to a prompt is refused with 503 `SERVICE_UNAVAILABLE`: its
+stamp could not be replaced, so other processes would go on serving the old version once the cache is back.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import transaction
 
+from agent_platform.cache_safe import cache_require, safe_cache
 from prompts import conf
 
 ENTRY_TIMEOUT_S = 24 * 3600
@@ -50,20 +55,51 @@ def _entry_key(name: str, ref: str, stamp: int) -> str:
     return f"prompts:entry:{stamp}:{name}:{ref}"
 
 
+_pending: set[str] = set()  # names whose after-commit stamp change did not reach the cache
+
+
 def current_stamp(name: str) -> int:
-    stamp = cache.get(_stamp_key(name))
+    if _pending:
+        _retry_pending()
+    stamp = safe_cache.get(_stamp_key(name))
     if stamp is None:
         stamp = _new_stamp()
-        if not cache.add(_stamp_key(name), stamp, timeout=None):
-            stamp = cache.get(_stamp_key(name)) or stamp
+        if not safe_cache.add(_stamp_key(name), stamp, timeout=None):
+            stamp = safe_cache.get(_stamp_key(name)) or stamp
     return stamp
 
 
-def _bump(name: str) -> None:
-    cache.set(_stamp_key(name), _new_stamp(), timeout=None)
+def _drop_local(name: str) -> None:
     with _lock:
         for key in [k for k in _local if k[0] == name]:
             _local.pop(key, None)
+
+
+def _bump(name: str) -> None:
+    """Replace the stamp now; raises ServiceUnavailable when the cache is down (the change must not commit)."""
+    try:
+        cache_require(lambda: cache.set(_stamp_key(name), _new_stamp(), timeout=None), what="invalidating a prompt")
+    finally:
+        _drop_local(name)
+
+
+def _bump_after_commit(name: str) -> None:
+    # The change is committed: it cannot be refused any more. Its stamp was already replaced before the commit;
+    # this second change (against a read racing the commit) is retried by the next fetch if the cache is down.
+    if not safe_cache.set(_stamp_key(name), _new_stamp(), timeout=None):
+        with _lock:
+            _pending.add(name)
+    _drop_local(name)
+
+
+def _retry_pending() -> None:
+    with _lock:
+        names = list(_pending)
+    for name in names:
+        if safe_cache.set(_stamp_key(name), _new_stamp(), timeout=None):
+            with _lock:
+                _pending.discard(name)
+        _drop_local(name)
 
 
 _tx = threading.local()
@@ -94,7 +130,7 @@ def invalidate(name: str) -> None:
         if getattr(_tx, "names", None) is None:
             _tx.names = set()
         _tx.names.add(name)
-    transaction.on_commit(lambda: _bump(name))
+    transaction.on_commit(lambda: _bump_after_commit(name))
 
 
 def local_recent(name: str, ref: str) -> Any | None:
@@ -124,11 +160,11 @@ def local_put(name: str, ref: str, stamp: int, value: Any) -> None:
 
 
 def shared_get(name: str, ref: str, stamp: int) -> Any | None:
-    return cache.get(_entry_key(name, ref, stamp))
+    return safe_cache.get(_entry_key(name, ref, stamp))
 
 
 def shared_put(name: str, ref: str, stamp: int, value: Any) -> None:
-    cache.set(_entry_key(name, ref, stamp), value, timeout=ENTRY_TIMEOUT_S)
+    safe_cache.set(_entry_key(name, ref, stamp), value, timeout=ENTRY_TIMEOUT_S)
 
 
 def clear_local() -> None:

@@ -148,6 +148,72 @@ class NotFound(PlatformError):
     code = "NOT_FOUND"
 
 
+def retry_after_seconds() -> int:
+    return int(getattr(settings, "SERVICE_RETRY_AFTER_SECONDS", 5))
+
+
+class ServiceUnavailable(PlatformError):
+    """A service the request needs is down: 503 `SERVICE_UNAVAILABLE`, `details.service` naming it ("cache",
+    "broker", "database"), and a `Retry-After` header."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, message: str = "", *, service: str, details: dict[str, Any] | None = None) -> None:
+        wait = retry_after_seconds()
+        super().__init__(
+            message or f"The {service} is unavailable; try again in {wait} s.",
+            details={"service": service, "retry_after_seconds": wait, **(details or {})},
+            headers={"Retry-After": str(wait)},
+        )
+
+
+def _outage_types() -> list[tuple[type[BaseException], str]]:
+    """(exception type, service) for the faults of the services a request may need; the first match wins."""
+    from django.db import InterfaceError, OperationalError
+
+    types: list[tuple[type[BaseException], str]] = []
+    try:
+        import kombu.exceptions  # a failed publish to the broker (Celery wraps the transport's error in this)
+
+        types.append((kombu.exceptions.OperationalError, "broker"))
+    except ImportError:  # pragma: no cover - kombu comes with Celery
+        pass
+    try:
+        import redis.exceptions
+
+        types += [
+            (t, "cache")
+            for t in (
+                redis.exceptions.ConnectionError,
+                redis.exceptions.TimeoutError,
+                redis.exceptions.ReadOnlyError,
+                redis.exceptions.OutOfMemoryError,
+            )
+        ]
+    except ImportError:  # pragma: no cover - redis is a dependency
+        pass
+    types += [(OperationalError, "database"), (InterfaceError, "database")]
+    return types
+
+
+_OUTAGES: list[tuple[type[BaseException], str]] | None = None
+
+
+def outage_service(exc: BaseException | None) -> str | None:
+    """The service whose outage `exc` is ("cache", "broker", "database"), or None when it is not one."""
+    global _OUTAGES
+    if exc is None:
+        return None
+    if isinstance(exc, ServiceUnavailable):
+        return exc.details.get("service")
+    if _OUTAGES is None:
+        _OUTAGES = _outage_types()
+    for exc_type, service in _OUTAGES:
+        if isinstance(exc, exc_type):
+            return service
+    return None
+
+
 def error_body(*, code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "error": {
@@ -244,14 +310,25 @@ def envelope_for_exception(exc: Exception) -> tuple[str, str, dict[str, Any], di
         )
     if isinstance(exc, drf_exceptions.APIException):
         return "INTERNAL_ERROR" if exc.status_code >= 500 else "VALIDATION_ERROR", str(exc.detail), {}, {}
+    service = outage_service(exc)
+    if service is not None:
+        unavailable = ServiceUnavailable(service=service)
+        return unavailable.code, unavailable.message, unavailable.details, unavailable.headers
     return "INTERNAL_ERROR", "An unexpected error occurred; it has been logged with this request id.", {}, {}
+
+
+def log_outage(exc: BaseException) -> None:
+    """One line per refused request (no traceback: the fault is the service's, not this code's)."""
+    logger.warning("%s unavailable: %s: %s", outage_service(exc) or "a service", type(exc).__name__, exc)
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's EXCEPTION_HANDLER: every exception of every API view becomes the envelope."""
     code, message, details, headers = envelope_for_exception(exc)
     status = ERROR_REGISTRY[code].status
-    if status >= 500 and not isinstance(exc, PlatformError):
+    if code == "SERVICE_UNAVAILABLE":
+        log_outage(exc)
+    elif status >= 500 and not isinstance(exc, PlatformError):
         logger.exception("unhandled API error", exc_info=exc)
     elif status >= 500:
         logger.error("API error %s: %s", code, message)

@@ -8,7 +8,14 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
-from agent_platform.api.errors import envelope_for_exception, error_response, too_large_message
+from agent_platform.api.errors import (
+    envelope_for_exception,
+    error_response,
+    log_outage,
+    outage_service,
+    retry_after_seconds,
+    too_large_message,
+)
 from agent_platform.api.input_guard import InputRefused, check_form, check_json_body, check_path_and_query
 from agent_platform.observability.context import (
     REQUEST_ID_PATTERN,
@@ -116,8 +123,38 @@ class InputGuardMiddleware:
                 raise too_large from None
 
 
+def error_response_for(request: HttpRequest, exception: BaseException) -> HttpResponse | None:
+    """The answer to an exception nothing else handled: the envelope under /api/; elsewhere a plain 503 page
+    when a service is down, or None (Django's own 500 page)."""
+    if request.path.startswith(API_PREFIX):
+        code, message, details, headers = envelope_for_exception(exception)
+        if code == "INTERNAL_ERROR":
+            logger.exception("unhandled error on %s", request.path, exc_info=exception)
+        elif code == "SERVICE_UNAVAILABLE":
+            log_outage(exception)
+        return error_response(code=code, message=message, details=details, headers=headers)
+    service = outage_service(exception)
+    if service is None:
+        return None
+    log_outage(exception)
+    return service_unavailable_page(service)
+
+
+def service_unavailable_page(service: str) -> HttpResponse:
+    # No template: rendering the site's base template would need the session and the user, i.e. the database.
+    wait = retry_after_seconds()
+    body = (
+        "<!doctype html><title>Service unavailable</title><h1>Service unavailable</h1>"
+        f"<p>The {service} is not answering right now. Try again in {wait} seconds.</p>"
+    )
+    response = HttpResponse(body, status=503, content_type="text/html; charset=utf-8")
+    response["Retry-After"] = str(wait)
+    return response
+
+
 class ApiExceptionMiddleware:
-    """Anything raised under /api/ outside DRF's handling (a plain Django view, a middleware) gets the envelope."""
+    """Anything a view raises outside DRF's handling (a plain Django view) gets the envelope under /api/; a service
+    outage gets a 503 with Retry-After everywhere (see `agent_platform.api.views.server_error` for middleware)."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
@@ -126,12 +163,7 @@ class ApiExceptionMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not request.path.startswith("/api/"):
-            return None
-        code, message, details, headers = envelope_for_exception(exception)
-        if code == "INTERNAL_ERROR":
-            logger.exception("unhandled error on %s", request.path, exc_info=exception)
-        return error_response(code=code, message=message, details=details, headers=headers)
+        return error_response_for(request, exception)
 
 
 class SessionCallerMiddleware:

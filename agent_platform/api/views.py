@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 from django.conf import settings
 from django.contrib.auth.models import update_last_login
 from django.shortcuts import get_object_or_404
 from django.views.csrf import csrf_failure as django_csrf_failure
 from django.views.decorators.csrf import csrf_exempt
+from django.views.defaults import server_error as django_server_error
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -131,3 +134,18 @@ def csrf_failure(request, reason: str = ""):
     if request.path.startswith("/api/"):
         return error_response(code="CSRF_FAILED", message=f"CSRF check failed: {reason}", details={"reason": reason})
     return django_csrf_failure(request, reason=reason)
+
+
+def server_error(request):
+    """handler500, for what escapes a middleware (e.g. the session middleware when the database is down): the
+    envelope under /api/, a 503 page with Retry-After for a service outage, Django's 500 page otherwise."""
+    exception = sys.exc_info()[1]  # Django calls this inside its `except` block
+    if exception is not None:
+        from agent_platform.api.middleware import error_response_for
+
+        response = error_response_for(request, exception)
+        if response is not None:
+            return response
+    elif request.path.startswith("/api/"):
+        return error_response(code="INTERNAL_ERROR", message="An unexpected error occurred.")
+    return django_server_error(request)

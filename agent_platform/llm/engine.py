@@ -583,17 +583,17 @@ def _final(error: LLMError, call: _Call) -> LLMError:
 
 
 async def _cache_get(key: str) -> dict | None:
-    from django.core.cache import cache
+    from agent_platform.cache_safe import safe_cache
 
     try:
-        return await cache.aget(key)
+        return await safe_cache.aget(key)
     except Exception:
         logger.warning("LLM response cache unavailable (get)", exc_info=True)
         return None
 
 
 async def _cache_set(key: str, result: ProviderResult) -> None:
-    from django.core.cache import cache
+    from agent_platform.cache_safe import safe_cache
 
     value = {
         "content": result.content,
@@ -609,7 +609,7 @@ async def _cache_set(key: str, result: ProviderResult) -> None:
         "response_id": result.response_id,
     }
     try:
-        await cache.aset(key, value, conf.get().cache_ttl)
+        await safe_cache.aset(key, value, conf.get().cache_ttl)
     except Exception:
         logger.warning("LLM response cache unavailable (set)", exc_info=True)
 

@@ -22,6 +22,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
 
+from agent_platform.cache_safe import cache_guard
 from agent_platform.llm import conf
 from agent_platform.llm.errors import ModelDisabled, ModelNotFound
 from agent_platform.llm.types import ModelInfo
@@ -210,11 +211,8 @@ class EndpointRegistry:
         now = time.monotonic()
         if now - self._checked_at < conf.get().endpoint_cache_seconds:
             return True
-        try:
-            version = cache.get(VERSION_KEY)
-        except Exception:  # a cache outage must not stop LLM calls
-            logger.warning("cache unavailable while checking the endpoint version", exc_info=True)
-            version = self._version
+        # A cache outage must not stop LLM calls: the version then reads as unchanged.
+        version = cache_guard(lambda: cache.get(VERSION_KEY), default=self._version, what="checking endpoints")
         self._checked_at = now
         if version != self._version:
             self._entries = {}
@@ -226,12 +224,9 @@ class EndpointRegistry:
         self._entries = {}
         self._checked_at = 0.0
         if broadcast:
-            try:
-                token = secrets.token_hex(8)
-                cache.set(VERSION_KEY, token, None)
+            token = secrets.token_hex(8)
+            if cache_guard(lambda: cache.set(VERSION_KEY, token, None) or True, default=False, what="endpoint change"):
                 self._version = token
-            except Exception:
-                logger.warning("cache unavailable while bumping the endpoint version", exc_info=True)
 
     # -- lookups -------------------------------------------------------------------------------------------
     def cached(self, name: str) -> ResolvedEndpoint | bool | None:

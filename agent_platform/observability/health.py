@@ -18,9 +18,18 @@ def _check_database() -> None:
 
 
 def _check_cache() -> None:
+    # Asks the cache itself even while it is known to be down, and tells the fail-soft layer what it saw.
+    from agent_platform.cache_safe import CACHE_FAULTS, cache_failed, cache_succeeded
+
     key = "health:ready"
-    cache.set(key, "1", timeout=10)
-    if cache.get(key) != "1":
+    try:
+        cache.set(key, "1", timeout=10)
+        answer = cache.get(key)
+    except CACHE_FAULTS as exc:
+        cache_failed(exc, what="the readiness check")
+        raise
+    cache_succeeded()
+    if answer != "1":
         raise RuntimeError("cache did not return what was written")
 
 
