@@ -164,7 +164,7 @@ def agent_spec_build(*, agent: AgentDefinition, question: str = "", user_id: int
     ab_variant: str | None = None
     if agent.system_prompt_name:
         try:
-            from prompts.services import render_prompt
+            from prompts.selectors import render_prompt
         except ImportError:
             render_prompt = None
         if render_prompt is None:

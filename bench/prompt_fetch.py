@@ -1,6 +1,6 @@
 """Prompt fetch-by-label + render through the platform's service vs a bare `jinja2.Template.render`.
 
-The platform path (`prompts.services.render_prompt(name, variables)`) resolves the `production` label through the
+The platform path (`prompts.selectors.render_prompt(name, variables)`) resolves the `production` label through the
 two-level cache (one Django-cache GET of the prompt's version stamp, then the in-process entry with compiled
 templates), checks the variables against the schema, and renders in the hardened sandbox with its size/time guards.
 The baseline renders the same template source, compiled once, with `jinja2.Template(...).render(**variables)`.
@@ -64,7 +64,7 @@ def run() -> None:
     from django.core.cache import cache
 
     from prompts import cache as prompt_cache
-    from prompts import services
+    from prompts import selectors, services
 
     schema = [
         {"name": "assistant", "type": "string"},
@@ -89,41 +89,43 @@ def run() -> None:
     bare_text = jinja2.Template(TEXT)
     bare_chat = [(m["role"], jinja2.Template(m["content"])) for m in MESSAGES]
     expected = bare_text.render(**VARIABLES)
-    assert services.render_prompt("bench-text", VARIABLES).text == expected
-    chat = services.render_prompt("bench-chat", CHAT_VARIABLES).messages
+    assert selectors.render_prompt("bench-text", VARIABLES).text == expected
+    chat = selectors.render_prompt("bench-chat", CHAT_VARIABLES).messages
     assert chat == [{"role": r, "content": t.render(**CHAT_VARIABLES)} for r, t in bare_chat]
 
     iterations = 5000
     base_text = measure(lambda: bare_text.render(**VARIABLES), iterations=iterations, warmup=200, label="bare")
     ours_text = measure(
-        lambda: services.render_prompt("bench-text", VARIABLES), iterations=iterations, warmup=200, label="ours"
+        lambda: selectors.render_prompt("bench-text", VARIABLES), iterations=iterations, warmup=200, label="ours"
     )
     base_chat = measure(
         lambda: [{"role": r, "content": t.render(**CHAT_VARIABLES)} for r, t in bare_chat],
         iterations=iterations,
         warmup=200,
     )
-    ours_chat = measure(lambda: services.render_prompt("bench-chat", CHAT_VARIABLES), iterations=iterations, warmup=200)
+    ours_chat = measure(
+        lambda: selectors.render_prompt("bench-chat", CHAT_VARIABLES), iterations=iterations, warmup=200
+    )
 
     # A stamp GET alone: the fixed cost of "no stale reads" (one Django-cache round trip per fetch).
     stamp_only = measure(lambda: cache.get("prompts:stamp:bench-text"), iterations=iterations, warmup=200)
 
     def cold_process():
         prompt_cache.clear_local()  # another process: its own empty in-process cache, the shared entry is warm
-        services.render_prompt("bench-text", VARIABLES)
+        selectors.render_prompt("bench-text", VARIABLES)
 
     ours_cold = measure(cold_process, iterations=500, warmup=20)
 
     def after_save():
         prompt_cache.invalidate("bench-text")  # as after a save or label move: reload from the database
-        services.render_prompt("bench-text", VARIABLES)
+        selectors.render_prompt("bench-text", VARIABLES)
 
     ours_after_save = measure(after_save, iterations=300, warmup=10)
 
     # Opt-in bounded staleness across processes: skip the stamp GET for 100 ms after a validation.
     settings.PROMPT_CACHE_STAMP_TTL_MS = 100
     ours_ttl = measure(
-        lambda: services.render_prompt("bench-text", VARIABLES), iterations=iterations, warmup=200, label="ours"
+        lambda: selectors.render_prompt("bench-text", VARIABLES), iterations=iterations, warmup=200, label="ours"
     )
     settings.PROMPT_CACHE_STAMP_TTL_MS = 0
 

@@ -48,7 +48,7 @@ def render_messages(
     PROMPT_NOT_FOUND before anything renders — a failed item never shows another team's prompt or its variables.
     A text prompt becomes one user message; a chat prompt keeps its messages. A label with a live A/B split
     resolves by `stickiness_key` (experiments pass the item, so a re-run picks the same version)."""
-    from prompts.services import render_prompt
+    from prompts.selectors import render_prompt
 
     rendered = render_prompt(
         name, variables, label=label, version=version, stickiness_key=stickiness_key, readers=readers

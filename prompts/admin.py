@@ -20,7 +20,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from agent_platform.api.errors import PlatformError
-from prompts import selectors, services
+from prompts import selectors, services, validation
 from prompts.models import LabelMove, Prompt, PromptReview
 
 CONTENT_FORM_FIELDS = [
@@ -68,8 +68,8 @@ class PromptAdminForm(forms.ModelForm):
             return data
         try:
             if not self.instance.pk:
-                services.validate_name(data.get("name"))
-            services.validate_content(
+                validation.validate_name(data.get("name"))
+            validation.validate_content(
                 template_type=data.get("template_type") or "text",
                 text=data.get("text") or "",
                 messages=data.get("messages") or [],
@@ -308,7 +308,7 @@ class PromptAdmin(admin.ModelAdmin):
             try:
                 variables = json.loads(variables_raw)
                 pv = selectors.get_prompt(name=prompt.name, version=int(version_raw))
-                result = services.render_version(pv, variables)
+                result = selectors.render_version(pv, variables)
             except json.JSONDecodeError as exc:
                 error = f"Variables are not valid JSON: {exc}"
             except ValueError:

@@ -387,7 +387,7 @@ class PromptRenderView(APIView):
         serializer = RenderRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        rendered = services.render_prompt(
+        rendered = selectors.render_prompt(
             name,
             data.get("variables") or {},
             label=data.get("label"),

@@ -138,8 +138,7 @@ def _render_prompt(
     """Render as the run's caller and the calling agent's owner and team (each must be allowed to read the prompt;
     one they may not read is PROMPT_NOT_FOUND, as if it did not exist — see prompts.selectors.PromptReaders)."""
     try:
-        from prompts.selectors import PromptReaders
-        from prompts.services import render_prompt
+        from prompts.selectors import PromptReaders, render_prompt
     except ImportError:
         raise ToolError("the prompt store is not available") from None
     from agents.models import AgentDefinition

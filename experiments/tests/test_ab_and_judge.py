@@ -51,7 +51,7 @@ def test_assignment_is_sticky_and_weighted_over_10000_keys():
 
 
 def test_served_versions_follow_the_split_and_stick_per_conversation(split_prompt):
-    from prompts.services import render_prompt
+    from prompts.selectors import render_prompt
 
     served = {}
     for i in range(2000):

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.django_db
 
 
 def test_live_report_compares_versions_of_a_split_label(key_client, user):
-    from prompts.services import label_move, prompt_create, prompt_update, render_prompt, use_prompt
+    from prompts.selectors import render_prompt, use_prompt
+    from prompts.services import label_move, prompt_create, prompt_update
 
     pytest.importorskip("traces.models")
     prompt_create(name="support", text="v1 {{ q }}")

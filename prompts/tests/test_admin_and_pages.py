@@ -170,10 +170,10 @@ def test_demo_loader_is_idempotent_and_renders():
     services.demo_prompts_load()
     services.demo_prompts_load()
     assert Prompt.objects.count() == 3
-    out = services.render_prompt("assistant-system", {"question": "What is 2+2?"})
+    out = selectors.render_prompt("assistant-system", {"question": "What is 2+2?"})
     assert out.label == "production" and out.messages[1]["content"] == "What is 2+2?"
-    assert services.render_prompt("summarize", {"document": "text"}).version == 1  # production stays on v1
-    assert services.render_prompt("summarize", {"document": "text"}, label="staging").version == 2
+    assert selectors.render_prompt("summarize", {"document": "text"}).version == 1  # production stays on v1
+    assert selectors.render_prompt("summarize", {"document": "text"}, label="staging").version == 2
 
 
 def test_admin_pages_render(admin_client):

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def fetch_render(**kw):
-    return services.render_prompt("p", {"who": "Ada"}, **kw)
+    return selectors.render_prompt("p", {"who": "Ada"}, **kw)
 
 
 def test_cached_fetch_hits_no_database():

@@ -6,14 +6,14 @@ import pytest
 from django.conf import settings
 
 from agent_platform.api.errors import PlatformError
-from prompts import services
+from prompts import selectors, services
 from prompts.rendering import RenderLimits, render_source
 
 pytestmark = pytest.mark.django_db
 
 
 def render(text, variables=None, schema=None, **kw):
-    return services.render_preview(template_type="text", text=text, variables_schema=schema, variables=variables, **kw)
+    return selectors.render_preview(template_type="text", text=text, variables_schema=schema, variables=variables, **kw)
 
 
 def error_of(fn, *args, **kw) -> PlatformError:
@@ -38,11 +38,11 @@ def test_text_prompt_renders_with_defaults_and_types():
         model_endpoint="mock-chat",
         params={"temperature": 0},
     )
-    out = services.render_prompt("sum", {"docs": ["a", "b"]})
+    out = selectors.render_prompt("sum", {"docs": ["a", "b"]})
     assert out.text == "Summarize in 3 bullets:\n- a\n- b\n"
     assert (out.name, out.version, out.model_endpoint, out.params) == ("sum", 1, "mock-chat", {"temperature": 0})
     assert out.messages is None
-    assert services.render_prompt("sum", {"docs": [], "n": 5, "formal": True}).text.startswith(
+    assert selectors.render_prompt("sum", {"docs": [], "n": 5, "formal": True}).text.startswith(
         "Summarize in 5 bullets, formally"
     )
 
@@ -57,7 +57,7 @@ def test_chat_prompt_renders_every_message():
         ],
         labels=["production"],
     )
-    out = services.render_prompt("chat", {"bot": "Ada", "question": "2+2?"})
+    out = selectors.render_prompt("chat", {"bot": "Ada", "question": "2+2?"})
     assert out.messages == [{"role": "system", "content": "You are Ada."}, {"role": "user", "content": "2+2?"}]
     assert out.text is None and out.label == "production"
 
@@ -66,8 +66,8 @@ def test_use_prompt_binds_name_version_to_the_caller():
     from agent_platform.observability.context import current_caller
 
     services.prompt_create(name="p", text="x")
-    rendered = services.render_prompt("p")
-    with services.use_prompt(rendered):
+    rendered = selectors.render_prompt("p")
+    with selectors.use_prompt(rendered):
         assert current_caller().prompt_name == "p" and current_caller().prompt_version == 1
     assert current_caller().prompt_name is None
 
@@ -348,7 +348,7 @@ def test_loop_variables_are_inferred_as_lists():
         {"name": "docs", "type": "list", "required": True},
         {"name": "title", "type": "string", "required": True},
     ]
-    assert services.render_prompt("p", {"docs": ["a", "b"], "title": "!"}).text == "ab!"
+    assert selectors.render_prompt("p", {"docs": ["a", "b"], "title": "!"}).text == "ab!"
 
 
 def test_chat_messages_share_one_budget():
@@ -359,10 +359,10 @@ def test_chat_messages_share_one_budget():
         template_type="chat",
         messages=[{"role": "system", "content": "{{ v }}"}, {"role": "user", "content": "{{ v }}"}],
     )
-    pv = services.get_prompt(name="p")
-    assert services.render_version(pv, {"v": "x" * 600}, limits=RenderLimits(max_chars=1500)).messages
+    pv = selectors.get_prompt(name="p")
+    assert selectors.render_version(pv, {"v": "x" * 600}, limits=RenderLimits(max_chars=1500)).messages
     with pytest.raises(PlatformError) as err:
-        services.render_version(pv, {"v": "x" * 600}, limits=RenderLimits(max_chars=1000))
+        selectors.render_version(pv, {"v": "x" * 600}, limits=RenderLimits(max_chars=1000))
     assert err.value.code == "PROMPT_RENDER_LIMIT" and err.value.details["message_index"] == 1
 
 
@@ -377,8 +377,8 @@ async def test_arender_prompt_from_async_code():
     from asgiref.sync import sync_to_async
 
     await sync_to_async(services.prompt_create)(name="p", text="Hi {{ who }}")
-    cold = await services.arender_prompt("p", {"who": "Ada"})  # a miss: loaded in a worker thread
-    warm = await services.arender_prompt("p", {"who": "Bob"})  # a hit: no database
+    cold = await selectors.arender_prompt("p", {"who": "Ada"})  # a miss: loaded in a worker thread
+    warm = await selectors.arender_prompt("p", {"who": "Bob"})  # a hit: no database
     assert (cold.text, warm.text) == ("Hi Ada", "Hi Bob")
     from django.db import connections
 
@@ -401,7 +401,7 @@ def test_spans_inside_use_prompt_record_the_prompt_version():
     collector = Collect()
     hub.register(collector)
     try:
-        with services.use_prompt(services.render_prompt("p")), start_span(kind=SpanKind.LLM, name="call"):
+        with selectors.use_prompt(selectors.render_prompt("p")), start_span(kind=SpanKind.LLM, name="call"):
             pass
     finally:
         hub.unregister(collector)

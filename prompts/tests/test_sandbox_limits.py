@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from agent_platform.api.errors import PlatformError
-from prompts import services
+from prompts import selectors, services
 from prompts.models import Prompt
 from prompts.rendering import RenderLimits, compile_template, render_source
 
@@ -19,7 +19,7 @@ BASE = "/api/v1/prompts/"
 
 
 def render(text, variables=None, **kw):
-    return services.render_preview(template_type="text", text=text, variables=variables, **kw)
+    return selectors.render_preview(template_type="text", text=text, variables=variables, **kw)
 
 
 def refusal(fn, *args, **kw) -> PlatformError:
@@ -285,13 +285,13 @@ def slow_render_allowed(settings):
 def render_started(monkeypatch):
     """Set when the render of a prompt begins (wraps the real render function, which then runs as usual)."""
     started = threading.Event()
-    real = services.render_source
+    real = render_source
 
     def observed(*args, **kwargs):
         started.set()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(services, "render_source", observed)
+    monkeypatch.setattr("prompts.selectors.rendering.render_source", observed)
     return started
 
 
@@ -309,7 +309,7 @@ async def test_arender_prompt_leaves_the_event_loop_free(slow_render_allowed, re
     finished: list[str] = []
 
     async def render_it():
-        rendered = await services.arender_prompt("slow")
+        rendered = await selectors.arender_prompt("slow")
         finished.append("render")
         return rendered
 

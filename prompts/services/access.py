@@ -1,0 +1,40 @@
+"""Who may write: the checks every prompt write runs before it changes anything (the rule is in the selectors)."""
+
+from __future__ import annotations
+
+from agent_platform.api.errors import PlatformError
+from prompts.models import (
+    Prompt,
+)
+from prompts.selectors import (
+    prompt_by_name,
+    prompt_writable_by,
+    team_usable_by,
+)
+
+
+def acting_user(user):
+    return user if user is not None and getattr(user, "is_authenticated", False) else None
+
+
+def prompt_for_write(*, name: str, user, action: str) -> Prompt:
+    """The prompt `name` if `user` may change it: PROMPT_NOT_FOUND when they may not even read it (no hint that it
+    exists), POLICY_DENIED when they may read but not change it."""
+    prompt = prompt_by_name(name=name, user=user)
+    require_writable(prompt=prompt, user=user, action=action)
+    return prompt
+
+
+def require_writable(*, prompt: Prompt, user, action: str) -> None:
+    if not prompt_writable_by(prompt=prompt, user=user):
+        raise PlatformError(
+            f"You may not {action} prompt '{prompt.name}': only its owner"
+            f"{', members of its team' if prompt.team_id else ''} and staff may change it.",
+            code="POLICY_DENIED",
+            details={"name": prompt.name},
+        )
+
+
+def require_team_usable(*, team, user) -> None:
+    if not team_usable_by(team=team, user=user):
+        raise PlatformError("team: you are not a member of this team.", code="POLICY_DENIED", field="team")
