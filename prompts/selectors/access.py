@@ -1,4 +1,16 @@
-"""Who may read and write a prompt: the one rule, as checks and as filters."""
+"""Who may read and write a prompt: the one rule, as checks and as filters.
+
+Read: staff (is_staff or is_superuser) read every prompt; everyone reads a shared prompt (one without a team);
+a team's prompt is read by the team's members and by its owner (`created_by`).
+Write (new versions, metadata, team, approval settings, labels, reviews, delete): staff; the prompt's owner; for a
+team's prompt, the team's members. A shared prompt is therefore writable only by its owner and staff (and an
+owner-less shared prompt, such as the demo content, by staff only).
+`user=None` (and no `readers`) is the platform itself (demo loader, management commands): it reads and writes
+everything. Every path that acts for people passes them: the API its caller (`user`); an agent run its owner, team
+and caller, an experiment its owner and team, the prompt_lookup tool the run's caller and the agent's owner and
+team (`readers`, a `PromptReaders`: each of them must be allowed to read the prompt).
+A prompt a caller may not read is `PROMPT_NOT_FOUND` with the same message as a missing one.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +25,6 @@ from prompts.models import Prompt
 
 def not_found(message: str, **details: Any) -> PlatformError:
     return PlatformError(message, code="PROMPT_NOT_FOUND", details=details)
-
-
-#
-# Read: staff (is_staff or is_superuser) read every prompt; everyone reads a shared prompt (one without a team);
-# a team's prompt is read by the team's members and by its owner (`created_by`).
-# Write (new versions, metadata, team, approval settings, labels, reviews, delete): staff; the prompt's owner; for a
-# team's prompt, the team's members. A shared prompt is therefore writable only by its owner and staff (and an
-# owner-less shared prompt, such as the demo content, by staff only).
-# `user=None` (and no `readers`) is the platform itself (demo loader, management commands): it reads and writes
-# everything. Every path that acts for people passes them: the API its caller (`user`); an agent run its owner, team
-# and caller, an experiment its owner and team, the prompt_lookup tool the run's caller and the agent's owner and
-# team (`readers`, a `PromptReaders`: each of them must be allowed to read the prompt).
-# A prompt a caller may not read is `PROMPT_NOT_FOUND` with the same message as a missing one.
 
 
 def _is_staff(user) -> bool:
