@@ -10,7 +10,7 @@ from prompts.models import (
     PROMPT_NAME_PATTERN,
     Prompt,
 )
-from prompts.rendering import (
+from prompts.sandbox import (
     VARIABLE_TYPES,
     compile_template,
     inspect_template,

@@ -11,7 +11,7 @@ from agent_platform.observability.context import Caller, bind_caller
 from prompts.models import (
     Prompt,
 )
-from prompts.rendering import (
+from prompts.sandbox import (
     RenderBudget,
     RenderLimits,
     bind_variables,

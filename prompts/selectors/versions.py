@@ -9,7 +9,7 @@ from typing import Any
 from jinja2 import Template
 
 from prompts.models import Prompt
-from prompts.rendering import compile_template
+from prompts.sandbox import compile_template
 from prompts.selectors.access import not_found, prompt_by_name
 
 PRODUCTION = "production"

@@ -7,7 +7,7 @@ from django.conf import settings
 
 from agent_platform.api.errors import PlatformError
 from prompts import selectors, services
-from prompts.rendering import RenderLimits, render_source
+from prompts.sandbox import RenderLimits, render_source
 
 pytestmark = pytest.mark.django_db
 
@@ -352,7 +352,7 @@ def test_loop_variables_are_inferred_as_lists():
 
 
 def test_chat_messages_share_one_budget():
-    from prompts.rendering import RenderLimits
+    from prompts.sandbox import RenderLimits
 
     services.prompt_create(
         name="p",

@@ -11,7 +11,7 @@ import pytest
 from agent_platform.api.errors import PlatformError
 from prompts import selectors, services
 from prompts.models import Prompt
-from prompts.rendering import RenderLimits, compile_template, render_source
+from prompts.sandbox import RenderLimits, compile_template, render_source
 
 pytestmark = pytest.mark.django_db
 
