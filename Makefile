@@ -26,11 +26,13 @@ run: setup
 ## test: set up and run the whole test suite (SQLite by default; DATABASE_URL/REDIS_URL for the full stack)
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format .

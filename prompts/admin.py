@@ -63,7 +63,7 @@ class PromptAdminForm(forms.ModelForm):
         }
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}
         if self.errors:
             return data
         try:

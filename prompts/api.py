@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -30,7 +31,9 @@ class YAMLRenderer(BaseRenderer):
     format = "yaml"
     charset = "utf-8"
 
-    def render(self, data: Any, accepted_media_type: str | None = None, renderer_context: dict | None = None) -> bytes:
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Mapping[str, Any] | None = None
+    ) -> bytes:
         if data is None:
             return b""
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False).encode()
@@ -101,8 +104,9 @@ class PromptWriteSerializer(serializers.Serializer):
 
 
 class PromptUpdateSerializer(PromptWriteSerializer):
-    name = None
-    labels = None
+    # DRF's way to drop an inherited field
+    name = None  # type: ignore[assignment]
+    labels = None  # type: ignore[assignment]
 
 
 class VersionSerializer(serializers.Serializer):
@@ -120,13 +124,13 @@ class VersionSerializer(serializers.Serializer):
     author = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField(allow_null=True)
     change_note = serializers.CharField()
-    label = serializers.CharField(allow_null=True, help_text="The label this version was served for, if any.")
+    label = serializers.CharField(allow_null=True, help_text="The label this version was served for, if any.")  # type: ignore[assignment]  # a field named like a Field attribute
     ab_variant = serializers.CharField(allow_null=True)
 
 
 class RenderRequestSerializer(serializers.Serializer):
     variables = serializers.DictField(required=False, default=dict)
-    label = serializers.CharField(required=False, max_length=50)
+    label = serializers.CharField(required=False, max_length=50)  # type: ignore[assignment]  # a field named like a Field attribute
     version = serializers.IntegerField(required=False, min_value=1)
     stickiness_key = serializers.CharField(required=False, max_length=200, help_text="For labels with an A/B split.")
 
@@ -134,7 +138,7 @@ class RenderRequestSerializer(serializers.Serializer):
 class RenderedSerializer(serializers.Serializer):
     name = serializers.CharField()
     version = serializers.IntegerField()
-    label = serializers.CharField(allow_null=True)
+    label = serializers.CharField(allow_null=True)  # type: ignore[assignment]  # a field named like a Field attribute
     template_type = serializers.CharField()
     text = serializers.CharField(allow_null=True)
     messages = serializers.JSONField(allow_null=True)
@@ -151,7 +155,7 @@ class DiffSerializer(serializers.Serializer):
     unified = serializers.CharField()
     text = serializers.CharField()
     messages = serializers.JSONField()
-    fields = serializers.JSONField()
+    fields = serializers.JSONField()  # type: ignore[assignment]  # a field named like a Field attribute
 
 
 class RollbackSerializer(serializers.Serializer):
@@ -170,7 +174,7 @@ class LabelSerializer(serializers.Serializer):
 
 
 class LabelMoveRequestSerializer(serializers.Serializer):
-    label = serializers.CharField(max_length=50)
+    label = serializers.CharField(max_length=50)  # type: ignore[assignment]  # a field named like a Field attribute
     version = serializers.IntegerField(min_value=1)
     note = serializers.CharField(required=False, allow_blank=True, default="")
     protected = serializers.BooleanField(required=False, allow_null=True, default=None)
@@ -184,7 +188,7 @@ class LabelMoveRequestSerializer(serializers.Serializer):
 
 
 class LabelMoveSerializer(serializers.Serializer):
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # a field named like a Field attribute
     from_version = serializers.IntegerField(allow_null=True)
     to_version = serializers.IntegerField(allow_null=True)
     split = serializers.JSONField(allow_null=True)

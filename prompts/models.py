@@ -7,6 +7,8 @@ Versions are django-simple-history records of `Prompt`: every save (through `pro
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
@@ -60,6 +62,9 @@ class Prompt(models.Model):
         excluded_fields=["created_at", "updated_at"],
         history_change_reason_field=models.TextField(null=True, blank=True),
     )
+    # Read by simple-history when the next save writes a history record (its documented way to pass them).
+    _change_reason: str
+    _history_user: Any
 
     class Meta:
         ordering = ["name"]

@@ -156,7 +156,7 @@ def inspect_template(source: str, *, where: dict[str, Any] | None = None) -> dic
     names = set(meta.find_undeclared_variables(tree)) - RESERVED_GLOBALS
     iterated: set[str] = set()
     for loop in tree.find_all(nodes.For):
-        target = loop.iter
+        target: nodes.Node | None = loop.iter
         if isinstance(target, nodes.Filter) and target.name == "loop_guard":
             target = target.node
         if isinstance(target, nodes.Name):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from functools import wraps
-from typing import Any
+from typing import Any, NoReturn
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.compiler import CodeGenerator
@@ -48,7 +48,9 @@ CONTEXT_NAMES = frozenset({"loop", "self", "caller", "varargs", "kwargs", "super
 class _LocatingParser(Parser):
     """Remembers the token the parser failed on, so syntax errors can carry a column; watches the compile deadline."""
 
-    def fail(self, msg: str, lineno: int | None = None, exc: type[TemplateSyntaxError] = TemplateSyntaxError):
+    def fail(
+        self, msg: str, lineno: int | None = None, exc: type[TemplateSyntaxError] = TemplateSyntaxError
+    ) -> NoReturn:
         try:
             super().fail(msg, lineno, exc)
         except TemplateSyntaxError as error:
@@ -224,7 +226,9 @@ class PromptEnvironment(ImmutableSandboxedEnvironment):
             concat.nodes = [guarded]
         return tree
 
-    def _generate(self, source: nodes.Template, name: str | None, filename: str | None, defer_init: bool = False):
+    def _generate(
+        self, source: nodes.Template, name: str | None, filename: str | None, defer_init: bool = False
+    ) -> str:
         code = super()._generate(source, name, filename, defer_init=defer_init)
         text = sum(len(node.data) for node in source.find_all(nodes.TemplateData))
         text += sum(len(node.value) for node in source.find_all(nodes.Const) if isinstance(node.value, str))

@@ -120,9 +120,10 @@ def estimate_method(method: Any, args: tuple, kwargs: dict) -> int | None:
         return max([len(s)] + [v for v in values[:1] if isinstance(v, int)])
     if name == "expandtabs":
         tabsize = values[0] if values and isinstance(values[0], int) else 8
-        return len(s) + s.count("\t" if isinstance(s, str) else b"\t") * max(tabsize, 0)
+        tab: Any = "\t" if isinstance(s, str) else b"\t"
+        return len(s) + s.count(tab) * max(tabsize, 0)
     if name == "replace" and len(values) >= 2 and isinstance(values[0], type(s)) and isinstance(values[1], type(s)):
-        occurrences = len(s) + 1 if len(values[0]) == 0 else s.count(values[0])
+        occurrences = len(s) + 1 if len(values[0]) == 0 else s.count(values[0])  # type: ignore[arg-type]  # same type as s
         if len(values) > 2 and isinstance(values[2], int) and values[2] >= 0:
             occurrences = min(occurrences, values[2])
         return len(s) + occurrences * len(values[1])

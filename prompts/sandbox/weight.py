@@ -11,7 +11,7 @@ from jinja2.utils import Namespace
 from prompts.sandbox.limits import MAX_INT_BITS, RenderLimitExceeded, active_limits, check_time, current_budget, too_big
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
-_DICT_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+_DICT_VIEWS: tuple[type, ...] = (type({}.keys()), type({}.values()), type({}.items()))
 _MEMO_FROM = 64  # containers at least this heavy have their weight remembered for the rest of the render
 
 
@@ -36,9 +36,9 @@ def _leaf_weight(value: Any, nested: bool) -> int | None:
 
 def _children(value: Any) -> Iterable[Any]:
     if isinstance(value, Namespace):
-        value = value._Namespace__attrs  # type: ignore[attr-defined]
+        value = value._Namespace__attrs
     elif isinstance(value, _DICT_VIEWS):
-        value = value.mapping  # type: ignore[union-attr]
+        value = value.mapping  # type: ignore[attr-defined]
     if isinstance(value, dict):
         for key, item in value.items():
             yield key

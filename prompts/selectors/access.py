@@ -5,7 +5,7 @@ a team's prompt is read by the team's members and by its owner (`created_by`).
 Write (new versions, metadata, team, approval settings, labels, reviews, delete): staff; the prompt's owner; for a
 team's prompt, the team's members. A shared prompt is therefore writable only by its owner and staff (and an
 owner-less shared prompt, such as the demo content, by staff only).
-`user=None` (and no `readers`) is the platform itself (demo loader, management commands): it reads and writes
+`user: Actor = None` (and no `readers`) is the platform itself (demo loader, management commands): it reads and writes
 everything. Every path that acts for people passes them: the API its caller (`user`); an agent run its owner, team
 and caller, an experiment its owner and team, the prompt_lookup tool the run's caller and the agent's owner and
 team (`readers`, a `PromptReaders`: each of them must be allowed to read the prompt).
@@ -14,20 +14,27 @@ A prompt a caller may not read is `PROMPT_NOT_FOUND` with the same message as a 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q, QuerySet
 
+from agent_platform.accounts.types import Actor
 from agent_platform.api.errors import PlatformError
 from prompts.models import Prompt
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+
+    from agent_platform.accounts.models import Team
 
 
 def not_found(message: str, **details: Any) -> PlatformError:
     return PlatformError(message, code="PROMPT_NOT_FOUND", details=details)
 
 
-def _is_staff(user) -> bool:
+def _is_staff(user: User | AnonymousUser) -> bool:
     return bool(user.is_staff or user.is_superuser)
 
 
@@ -38,8 +45,8 @@ def _readable_q(user_id: int) -> Q:
     return Q(team__isnull=True) | Q(created_by_id=user_id) | Q(team__in=Team.objects.filter(members__id=user_id))
 
 
-def visible_prompts(*, user=None) -> QuerySet[Prompt]:
-    """Prompts `user` may read (the rule above). `user=None` is the platform itself: everything."""
+def visible_prompts(*, user: Actor = None) -> QuerySet[Prompt]:
+    """Prompts `user` may read (the rule above). `user: Actor = None` is the platform itself: everything."""
     qs = Prompt.objects.all()
     if user is None:
         return qs
@@ -51,7 +58,7 @@ def visible_prompts(*, user=None) -> QuerySet[Prompt]:
     return qs.filter(_readable_q(user.pk))
 
 
-def prompt_readable_by(*, prompt: Prompt, user) -> bool:
+def prompt_readable_by(*, prompt: Prompt, user: Actor) -> bool:
     """Whether `user` may read `prompt` (its text, versions, labels, reviews, renders)."""
     if user is None:
         return True
@@ -62,7 +69,7 @@ def prompt_readable_by(*, prompt: Prompt, user) -> bool:
     return user.teams.filter(pk=prompt.team_id).exists()
 
 
-def prompt_writable_by(*, prompt: Prompt, user) -> bool:
+def prompt_writable_by(*, prompt: Prompt, user: Actor) -> bool:
     """Whether `user` may change `prompt`: save versions, change metadata, team or approval, move labels, delete."""
     if user is None:
         return True
@@ -73,7 +80,7 @@ def prompt_writable_by(*, prompt: Prompt, user) -> bool:
     return prompt.team_id is not None and user.teams.filter(pk=prompt.team_id).exists()
 
 
-def team_usable_by(*, team, user) -> bool:
+def team_usable_by(*, team: Team | None, user: Actor) -> bool:
     """Whether `user` may give a prompt to `team` (create it there or move it there): members and staff."""
     if team is None or user is None:
         return True
@@ -95,7 +102,7 @@ class PromptReaders:
     team_ids: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, *, user_ids=(), team_ids=()) -> PromptReaders:
+    def of(cls, *, user_ids: Iterable[int | None] = (), team_ids: Iterable[int | None] = ()) -> PromptReaders:
         """Readers from ids, None entries (no owner, no team, no caller) left out."""
         return cls(
             user_ids=tuple(dict.fromkeys(int(u) for u in user_ids if u is not None)),
@@ -121,14 +128,14 @@ def prompts_readable_by_all(*, readers: PromptReaders) -> QuerySet[Prompt]:
     return qs
 
 
-def _readable_named(*, name: str, user, readers: PromptReaders | None) -> QuerySet[Prompt]:
+def _readable_named(*, name: str, user: Actor, readers: PromptReaders | None) -> QuerySet[Prompt]:
     qs = visible_prompts(user=user)
     if readers is not None:
         qs = qs.filter(pk__in=prompts_readable_by_all(readers=readers).values("pk"))
     return qs.filter(name=name)
 
 
-def prompt_by_name(*, name: str, user=None, readers: PromptReaders | None = None) -> Prompt:
+def prompt_by_name(*, name: str, user: Actor = None, readers: PromptReaders | None = None) -> Prompt:
     """The prompt `name` if `user` (and every one of `readers`) may read it, else PROMPT_NOT_FOUND exactly as for a
     prompt that does not exist."""
     prompt = _readable_named(name=name, user=user, readers=readers).first()
@@ -137,13 +144,13 @@ def prompt_by_name(*, name: str, user=None, readers: PromptReaders | None = None
     return prompt
 
 
-def prompt_require_readable(*, name: str, user=None, readers: PromptReaders | None = None) -> None:
+def prompt_require_readable(*, name: str, user: Actor = None, readers: PromptReaders | None = None) -> None:
     """`prompt_by_name` as a check only (one small query): PROMPT_NOT_FOUND unless readable."""
     if not _readable_named(name=name, user=user, readers=readers).exists():
         raise not_found(f"No prompt named '{name}'.", name=name)
 
 
-def prompt_list(*, user=None, search: str | None = None, tag: str | None = None) -> QuerySet[Prompt]:
+def prompt_list(*, user: Actor = None, search: str | None = None, tag: str | None = None) -> QuerySet[Prompt]:
     qs = visible_prompts(user=user).prefetch_related("labels")
     if search:
         qs = qs.filter(Q(name__icontains=search) | Q(description__icontains=search))

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from agent_platform.accounts.types import Actor
 from prompts.selectors.access import prompt_by_name
 from prompts.selectors.versions import (
     CONTENT_FIELDS,
@@ -38,7 +39,7 @@ def _udiff(a: str, b: str, from_name: str, to_name: str) -> str:
     return "".join(text)
 
 
-def compare_versions(*, name: str, v1: int, v2: int, user=None) -> VersionDiff:
+def compare_versions(*, name: str, v1: int, v2: int, user: Actor = None) -> VersionDiff:
     """A readable diff from v1 to v2: the template line by line (per message for chat prompts) and other fields."""
     prompt = prompt_by_name(name=name, user=user)
     a, b = version_record(prompt=prompt, version=v1), version_record(prompt=prompt, version=v2)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from agent_platform.accounts.types import Actor
 from agent_platform.api.errors import PlatformError
 from prompts import cache as prompt_cache
 from prompts.models import Prompt
@@ -77,12 +78,13 @@ def _target_from_cache(data: dict[str, Any]) -> _LabelTarget:
 
 def _resolve(name: str, version: int | None, label: str | None, *, cached_only: bool = False) -> _LabelTarget | None:
     ref = f"v:{version}" if version is not None else f"l:{label or ''}"
+    target: _LabelTarget | None
     if prompt_cache.uncommitted(name):
         if cached_only:
             return None
-        target = _load_target(name, version, label)
-        compiled = {v: replace(pv.with_compiled(), label=target.label) for v, pv in target.versions.items()}
-        return replace(target, versions=compiled)
+        loaded = _load_target(name, version, label)
+        compiled = {v: replace(pv.with_compiled(), label=loaded.label) for v, pv in loaded.versions.items()}
+        return replace(loaded, versions=compiled)
     target = prompt_cache.local_recent(name, ref)
     if target is not None:
         return target
@@ -110,7 +112,7 @@ def get_prompt(
     version: int | None = None,
     label: str | None = None,
     stickiness_key: str | None = None,
-    user=None,
+    user: Actor = None,
     readers: PromptReaders | None = None,
 ) -> PromptVersion:
     """The version to serve for `name`, from the cache.
@@ -152,7 +154,7 @@ def _pick(name: str, target: _LabelTarget, stickiness_key: str | None) -> Prompt
     return replace(target.versions[chosen], ab_variant=f"v{chosen}")
 
 
-def get_prompt_at(*, name: str, label: str | None, when: datetime, user=None) -> PromptVersion:
+def get_prompt_at(*, name: str, label: str | None, when: datetime, user: Actor = None) -> PromptVersion:
     """What `label` served at `when` (point in time). `latest` / no label: the newest version saved by then
     (for no label: production if it existed then, else latest, as `get_prompt` does)."""
     prompt = prompt_by_name(name=name, user=user)

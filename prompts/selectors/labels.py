@@ -7,6 +7,7 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
+from agent_platform.accounts.types import Actor
 from prompts.models import LabelMove, Prompt, PromptReview
 from prompts.selectors.access import prompt_by_name
 from prompts.selectors.versions import (
@@ -25,7 +26,7 @@ class LabelInfo:
     updated_at: datetime | None = None
 
 
-def label_list(*, name: str, user=None) -> list[LabelInfo]:
+def label_list(*, name: str, user: Actor = None) -> list[LabelInfo]:
     """The prompt's labels, with the computed `latest` first."""
     prompt = prompt_by_name(name=name, user=user)
     labels = [LabelInfo(name=LATEST, version=prompt.version, protected=False, split=None, computed=True)]
@@ -43,13 +44,13 @@ def label_list(*, name: str, user=None) -> list[LabelInfo]:
     return labels
 
 
-def label_moves(*, name: str, label: str | None = None, user=None) -> QuerySet[LabelMove]:
+def label_moves(*, name: str, label: str | None = None, user: Actor = None) -> QuerySet[LabelMove]:
     prompt = prompt_by_name(name=name, user=user)
     qs = prompt.label_moves.select_related("moved_by")
     return qs.filter(label=label) if label else qs
 
 
-def review_list(*, name: str, version: int | None = None, user=None) -> QuerySet[PromptReview]:
+def review_list(*, name: str, version: int | None = None, user: Actor = None) -> QuerySet[PromptReview]:
     prompt = prompt_by_name(name=name, user=user)
     qs = prompt.reviews.select_related("requested_by", "reviewed_by")
     return qs.filter(version=version) if version is not None else qs

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from agent_platform.accounts.types import Actor
 from agent_platform.observability.context import Caller, bind_caller
 from prompts.models import (
     Prompt,
@@ -82,7 +83,7 @@ def render_prompt(
     label: str | None = None,
     version: int | None = None,
     stickiness_key: str | None = None,
-    user=None,
+    user: Actor = None,
     readers: PromptReaders | None = None,
 ) -> RenderedPrompt:
     """Fetch (cached; default: the production label, else latest) and render. Agents and experiments call this,
@@ -132,7 +133,7 @@ async def arender_prompt(
     label: str | None = None,
     version: int | None = None,
     stickiness_key: str | None = None,
-    user=None,
+    user: Actor = None,
     readers: PromptReaders | None = None,
 ) -> RenderedPrompt:
     """`render_prompt` for async callers: served straight from the cache when warm; a miss (database) runs in a

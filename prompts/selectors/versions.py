@@ -6,8 +6,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from django.db.models import QuerySet
 from jinja2 import Template
 
+from agent_platform.accounts.types import Actor
 from prompts.models import Prompt
 from prompts.sandbox import compile_template
 from prompts.selectors.access import not_found, prompt_by_name
@@ -88,7 +90,7 @@ def version_from_history(record: Any) -> PromptVersion:
     )
 
 
-def prompt_history(prompt: Prompt):
+def prompt_history(prompt: Prompt) -> QuerySet[Any]:
     return Prompt.history.filter(id=prompt.pk).exclude(history_type="-").select_related("history_user")
 
 
@@ -99,7 +101,7 @@ def version_record(*, prompt: Prompt, version: int) -> PromptVersion:
     return version_from_history(record)
 
 
-def list_versions(*, name: str, user=None) -> list[PromptVersion]:
+def list_versions(*, name: str, user: Actor = None) -> list[PromptVersion]:
     """Every version, newest first."""
     prompt = prompt_by_name(name=name, user=user)
     seen: set[int] = set()

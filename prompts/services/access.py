@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from agent_platform.accounts.types import Actor
 from agent_platform.api.errors import PlatformError
 from prompts.models import (
     Prompt,
@@ -12,12 +15,17 @@ from prompts.selectors import (
     team_usable_by,
 )
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def acting_user(user):
-    return user if user is not None and getattr(user, "is_authenticated", False) else None
+    from agent_platform.accounts.models import Team
 
 
-def prompt_for_write(*, name: str, user, action: str) -> Prompt:
+def acting_user(user: Actor) -> User | None:
+    return user if user is not None and user.is_authenticated else None
+
+
+def prompt_for_write(*, name: str, user: Actor, action: str) -> Prompt:
     """The prompt `name` if `user` may change it: PROMPT_NOT_FOUND when they may not even read it (no hint that it
     exists), POLICY_DENIED when they may read but not change it."""
     prompt = prompt_by_name(name=name, user=user)
@@ -25,7 +33,7 @@ def prompt_for_write(*, name: str, user, action: str) -> Prompt:
     return prompt
 
 
-def require_writable(*, prompt: Prompt, user, action: str) -> None:
+def require_writable(*, prompt: Prompt, user: Actor, action: str) -> None:
     if not prompt_writable_by(prompt=prompt, user=user):
         raise PlatformError(
             f"You may not {action} prompt '{prompt.name}': only its owner"
@@ -35,6 +43,6 @@ def require_writable(*, prompt: Prompt, user, action: str) -> None:
         )
 
 
-def require_team_usable(*, team, user) -> None:
+def require_team_usable(*, team: Team | None, user: Actor) -> None:
     if not team_usable_by(team=team, user=user):
         raise PlatformError("team: you are not a member of this team.", code="POLICY_DENIED", field="team")

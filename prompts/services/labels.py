@@ -8,6 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from agent_platform.accounts.types import Actor
 from agent_platform.api.errors import PlatformError
 from prompts import cache as prompt_cache
 from prompts import conf
@@ -31,7 +32,7 @@ def protected_by_default() -> frozenset[str]:
     return frozenset(conf.get("PROMPT_PROTECTED_LABELS"))
 
 
-def _may_move_protected(user) -> bool:
+def _may_move_protected(user: Actor) -> bool:
     return user is None or user.has_perm("prompts.move_protected_label")
 
 
@@ -56,7 +57,7 @@ def _validate_split(prompt: Prompt, split: Any) -> dict[str, float] | None:
     return normalized
 
 
-def _require_protected_permission(*, prompt: Prompt, label: str, user) -> None:
+def _require_protected_permission(*, prompt: Prompt, label: str, user: Actor) -> None:
     if not _may_move_protected(user):
         raise PlatformError(
             f"Label '{label}' of prompt '{prompt.name}' is protected; moving it needs the permission "
@@ -86,7 +87,7 @@ def label_move(
     name: str,
     label: str,
     version: int,
-    user=None,
+    user: Actor = None,
     note: str = "",
     protected: bool | None = None,
     split: dict[str, float] | None = None,
@@ -143,7 +144,9 @@ def label_move(
     return row
 
 
-def label_split_set(*, name: str, label: str, split: dict[str, float] | None, user=None, note: str = "") -> PromptLabel:
+def label_split_set(
+    *, name: str, label: str, split: dict[str, float] | None, user: Actor = None, note: str = ""
+) -> PromptLabel:
     """Set (or clear, with None) a live A/B split on an existing label, keeping its primary version. The same
     protection and approval rules as a move apply; every split change is recorded as a `LabelMove`."""
     prompt = prompt_for_write(name=name, user=user, action="change a label of")
@@ -154,7 +157,7 @@ def label_split_set(*, name: str, label: str, split: dict[str, float] | None, us
 
 
 @transaction.atomic
-def label_delete(*, name: str, label: str, user=None, note: str = "") -> None:
+def label_delete(*, name: str, label: str, user: Actor = None, note: str = "") -> None:
     prompt = prompt_for_write(name=name, user=user, action="delete a label of")
     row = PromptLabel.objects.select_for_update().filter(prompt=prompt, name=label).first()
     if row is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from agent_platform.accounts.types import Actor
 from agent_platform.api.errors import PlatformError
 from prompts.models import (
     Prompt,
@@ -18,7 +19,7 @@ from prompts.selectors import (
 from prompts.services.access import acting_user, prompt_for_write
 
 
-def _may_review(user) -> bool:
+def _may_review(user: Actor) -> bool:
     return user is None or user.has_perm("prompts.review_prompt")
 
 
@@ -32,7 +33,7 @@ def _review_for(prompt: Prompt, version: int, states: tuple[str, ...]) -> Prompt
 
 
 @transaction.atomic
-def review_create(*, name: str, version: int, user=None, note: str = "") -> PromptReview:
+def review_create(*, name: str, version: int, user: Actor = None, note: str = "") -> PromptReview:
     """A draft review of `version` (submit it with `review_submit`)."""
     prompt = prompt_for_write(name=name, user=user, action="request a review of")
     if not version_exists(prompt=prompt, version=version):
@@ -41,7 +42,7 @@ def review_create(*, name: str, version: int, user=None, note: str = "") -> Prom
 
 
 @transaction.atomic
-def review_submit(*, name: str, version: int, user=None, note: str = "") -> PromptReview:
+def review_submit(*, name: str, version: int, user: Actor = None, note: str = "") -> PromptReview:
     """draft → in_review (creating the review if there is no draft). Idempotent while in review."""
     prompt = prompt_for_write(name=name, user=user, action="request a review of")
     if not version_exists(prompt=prompt, version=version):
@@ -59,7 +60,7 @@ def review_submit(*, name: str, version: int, user=None, note: str = "") -> Prom
     return review
 
 
-def _decide(*, name: str, version: int, user, note: str, state: str) -> PromptReview:
+def _decide(*, name: str, version: int, user: Actor, note: str, state: str) -> PromptReview:
     if not _may_review(user):
         raise PlatformError(
             "Approving or rejecting a review needs the permission 'prompts.review_prompt'.", code="POLICY_DENIED"
@@ -90,12 +91,12 @@ def _decide(*, name: str, version: int, user, note: str, state: str) -> PromptRe
 
 
 @transaction.atomic
-def review_approve(*, name: str, version: int, user=None, note: str = "") -> PromptReview:
+def review_approve(*, name: str, version: int, user: Actor = None, note: str = "") -> PromptReview:
     """in_review → approved (needs `prompts.review_prompt`)."""
     return _decide(name=name, version=version, user=user, note=note, state=PromptReview.State.APPROVED)
 
 
 @transaction.atomic
-def review_reject(*, name: str, version: int, user=None, note: str = "") -> PromptReview:
+def review_reject(*, name: str, version: int, user: Actor = None, note: str = "") -> PromptReview:
     """in_review → rejected (needs `prompts.review_prompt`)."""
     return _decide(name=name, version=version, user=user, note=note, state=PromptReview.State.REJECTED)

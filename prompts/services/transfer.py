@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import transaction
 
+from agent_platform.accounts.types import Actor
 from agent_platform.api.errors import PlatformError
 from prompts.models import (
     Prompt,
@@ -45,14 +46,16 @@ class ImportResult:
 
 
 @transaction.atomic
-def prompts_import(*, data: Any, user=None, change_note: str = "Imported") -> ImportResult:
+def prompts_import(*, data: Any, user: Actor = None, change_note: str = "Imported") -> ImportResult:
     """Create or update prompts from an export document ({"prompts": [...]} or a list). All or nothing: the first
     invalid prompt aborts the import with its index in the error. Labels listed in an item are pointed at the
     imported version (subject to protection and approval)."""
     items = data.get("prompts") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise invalid('The document must be {"prompts": [...]} or a list of prompts.', "prompts")
-    created, updated, unchanged = [], [], []
+    created: list[str] = []
+    updated: list[str] = []
+    unchanged: list[str] = []
     for index, item in enumerate(items):
         try:
             if not isinstance(item, dict):

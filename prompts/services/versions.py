@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 
+from agent_platform.accounts.types import Actor
 from agent_platform.api.errors import PlatformError
 from prompts import cache as prompt_cache
 from prompts.models import (
@@ -20,8 +21,13 @@ from prompts.services.access import acting_user, prompt_for_write, require_team_
 from prompts.services.labels import label_move
 from prompts.validation import invalid, validate_content, validate_meta, validate_name
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
-def _save_version(prompt: Prompt, *, user, change_note: str) -> Prompt:
+    from agent_platform.accounts.models import Team
+
+
+def _save_version(prompt: Prompt, *, user: User | None, change_note: str) -> Prompt:
     prompt.version += 1
     prompt._change_reason = change_note or ""
     prompt._history_user = user
@@ -43,8 +49,8 @@ def prompt_create(
     model_endpoint: str = "",
     params: dict[str, Any] | None = None,
     requires_approval: bool = False,
-    team=None,
-    user=None,
+    team: Team | None = None,
+    user: Actor = None,
     change_note: str = "Created",
     labels: list[str] | None = None,
 ) -> Prompt:
@@ -82,7 +88,7 @@ def prompt_create(
 
 @transaction.atomic
 def prompt_update(
-    *, name: str, user=None, change_note: str = "", force_new_version: bool = False, **changes: Any
+    *, name: str, user: Actor = None, change_note: str = "", force_new_version: bool = False, **changes: Any
 ) -> Prompt:
     """Save a new version with `changes` (any of the content fields). Unchanged content saves nothing, unless
     `force_new_version` (rollback)."""
@@ -125,7 +131,7 @@ def prompt_update(
 
 
 @transaction.atomic
-def prompt_rollback(*, name: str, version: int, user=None, change_note: str = "") -> Prompt:
+def prompt_rollback(*, name: str, version: int, user: Actor = None, change_note: str = "") -> Prompt:
     """A NEW version whose content equals `version`'s. History is never rewritten."""
     prompt = prompt_for_write(name=name, user=user, action="roll back")
     old = version_record(prompt=prompt, version=version)
@@ -139,7 +145,7 @@ def prompt_rollback(*, name: str, version: int, user=None, change_note: str = ""
 
 
 @transaction.atomic
-def prompt_delete(*, name: str, user=None) -> None:
+def prompt_delete(*, name: str, user: Actor = None) -> None:
     """Delete a prompt with its labels and reviews; its version history stays in the historical table."""
     prompt = prompt_for_write(name=name, user=user, action="delete")
     prompt._history_user = acting_user(user)
