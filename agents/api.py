@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
@@ -12,13 +10,10 @@ from rest_framework.views import APIView
 from agent_platform.accounts.models import Team
 from agent_platform.api.errors import PlatformError
 from agent_platform.api.pagination import PagePagination
-from agents import selectors, services
+from agents import selectors, services, validation
 from agents.models import AgentDefinition, AgentMode, Message, Run
 from agents.rendering import render_markdown
 from agents.tools.registry import registry as tool_registry
-
-_ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,199}$")
-
 
 # --- serializers -----------------------------------------------------------------------------------------------
 
@@ -27,7 +22,9 @@ class AgentWriteSerializer(serializers.ModelSerializer):
     """Fields a client (or a catalog file) may set. Tools must be registered; limits are bounded."""
 
     mode = serializers.ChoiceField(choices=AgentMode.choices, required=False)
-    tools = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=50)
+    tools = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=validation.MAX_TOOLS
+    )
     parameters = serializers.DictField(required=False)
     memory = serializers.DictField(required=False)
     team = serializers.PrimaryKeyRelatedField(queryset=Team.objects.all(), required=False, allow_null=True)
@@ -37,30 +34,21 @@ class AgentWriteSerializer(serializers.ModelSerializer):
         fields = [*services.AGENT_FIELDS, "team"]
         extra_kwargs = {"model_endpoint": {"required": False, "allow_blank": True}}
 
+    # the rules are agents.validation's, shared with the services and the catalog loader
     def validate_tools(self, value: list[str]) -> list[str]:
-        unknown = [name for name in value if not tool_registry.has(name)]
-        if unknown:
-            raise serializers.ValidationError(
-                f"Unknown tool(s): {', '.join(unknown)}. Registered: {', '.join(tool_registry.names())}."
-            )
-        return list(dict.fromkeys(value))
+        return validation.tools_validate(value)
 
     def validate_model_endpoint(self, value: str) -> str:
-        if value and not _ENDPOINT_NAME.match(value):
-            raise serializers.ValidationError("Not a valid endpoint name.")
-        return value
+        return validation.model_endpoint_validate(value)
 
     def validate_memory(self, value: dict) -> dict:
-        for key in ("max_context_tokens", "max_messages"):
-            if key in value and (not isinstance(value[key], int) or isinstance(value[key], bool) or value[key] < 1):
-                raise serializers.ValidationError(f"{key} must be a positive integer.")
-        return value
+        return validation.memory_validate(value)
 
     def validate(self, attrs: dict) -> dict:
-        endpoint = attrs.get("model_endpoint", getattr(self.instance, "model_endpoint", ""))
-        prompt = attrs.get("system_prompt_name", getattr(self.instance, "system_prompt_name", ""))
-        if not endpoint and not prompt:
-            raise serializers.ValidationError({"model_endpoint": "Required unless a stored system prompt names one."})
+        validation.endpoint_or_prompt_validate(
+            model_endpoint=attrs.get("model_endpoint", getattr(self.instance, "model_endpoint", "")),
+            system_prompt_name=attrs.get("system_prompt_name", getattr(self.instance, "system_prompt_name", "")),
+        )
         return attrs
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
 import os
 import time
@@ -13,17 +12,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any
 
-import yaml
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from agent_platform.api.errors import PlatformError
+from agent_platform.api.errors import PlatformError, ValidationFailed
 from agent_platform.llm import client as llm
 from agent_platform.observability.context import current_trace, new_trace_id
 from agent_platform.observability.metrics import note_run_requeued
@@ -106,9 +103,20 @@ def _check_prompt_reference(*, agent: AgentDefinition) -> None:
         raise PlatformError(exc.message, code=exc.code, field="system_prompt_name", details=exc.details) from None
 
 
+def _require_valid(agent: AgentDefinition) -> None:
+    """VALIDATION_ERROR naming the first bad field (all of them in `details.fields`) unless `agent` may be saved."""
+    from agents.validation import agent_definition_errors
+
+    errors = agent_definition_errors(agent)
+    if errors:
+        first = next(iter(errors))
+        raise ValidationFailed(f"{first}: {' '.join(errors[first])}", field=first, details={"fields": errors})
+
+
 @transaction.atomic
 def agent_create(*, data: dict[str, Any], owner=None, team=None) -> AgentDefinition:
     agent = AgentDefinition(owner=owner, team=team, **{k: v for k, v in data.items() if k in AGENT_FIELDS})
+    _require_valid(agent)
     _check_prompt_reference(agent=agent)
     agent.save()
     return agent
@@ -122,6 +130,11 @@ def agent_update(*, agent: AgentDefinition, data: dict[str, Any]) -> AgentDefini
             setattr(agent, key, value)
             changed.append(key)
     if changed:
+        try:
+            _require_valid(agent)
+        except PlatformError:
+            agent.refresh_from_db()  # the caller's instance stays as stored
+            raise
         if {"system_prompt_name", "team"} & set(changed):
             try:
                 _check_prompt_reference(agent=agent)
@@ -865,76 +878,6 @@ def runs_reap_stale(*, stale_after: timedelta | None = None, max_attempts: int |
             _publish_sync(run.id, event)
             report["failed"] += 1
     return report
-
-
-# --- catalog loader ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class CatalogReport:
-    created: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    invalid: list[dict[str, str]] = field(default_factory=list)  # {"file", "field", "message", "slug"}
-
-
-def _read_definitions(path: Path) -> list[Any]:
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    if isinstance(data, dict) and isinstance(data.get("agents"), list):
-        return data["agents"]
-    if isinstance(data, list):
-        return data
-    return [data]
-
-
-def catalog_load(*, folder: str | Path, owner=None) -> CatalogReport:
-    """Load agent definitions from the JSON/YAML files in `folder` (not recursive); re-loading updates."""
-    from agents.api import AgentWriteSerializer  # the one validation of agent fields, shared with the API
-
-    root = Path(folder)
-    if not root.is_dir():
-        raise PlatformError(f"{folder} is not a folder.", code="VALIDATION_ERROR", field="folder")
-    report = CatalogReport()
-    files = sorted(p for p in root.iterdir() if p.suffix in (".json", ".yaml", ".yml") and p.is_file())
-    for path in files:
-        try:
-            items = _read_definitions(path)
-        except (ValueError, yaml.YAMLError, UnicodeDecodeError) as exc:
-            report.invalid.append({"file": path.name, "field": "(file)", "message": f"cannot parse: {exc}", "slug": ""})
-            continue
-        for index, item in enumerate(items):
-            where = path.name if len(items) == 1 else f"{path.name}[{index}]"
-            if not isinstance(item, dict):
-                report.invalid.append({"file": where, "field": "(root)", "message": "must be an object", "slug": ""})
-                continue
-            slug = str(item.get("slug") or "")
-            existing = AgentDefinition.objects.filter(slug=slug).first() if slug else None
-            serializer = AgentWriteSerializer(instance=existing, data=item)
-            if not serializer.is_valid():
-                for name, messages in _flatten(serializer.errors).items():
-                    report.invalid.append({"file": where, "field": name, "message": " ".join(messages), "slug": slug})
-                continue
-            data = dict(serializer.validated_data)
-            try:
-                if existing is None:
-                    agent_create(data=data, owner=owner)
-                    report.created.append(slug)
-                elif any(getattr(existing, k) != v for k, v in data.items()):
-                    agent_update(agent=existing, data=data)
-                    report.updated.append(slug)
-                else:
-                    report.unchanged.append(slug)
-            except PlatformError as exc:  # e.g. a prompt the owner may not read
-                field = str(exc.details.get("field") or "(root)")
-                report.invalid.append({"file": where, "field": field, "message": exc.message, "slug": slug})
-    return report
-
-
-def _flatten(errors: Any, prefix: str = "") -> dict[str, list[str]]:
-    from agent_platform.api.errors import _flatten_validation
-
-    return _flatten_validation(errors, prefix)
 
 
 # --- demo ---------------------------------------------------------------------------------------------------

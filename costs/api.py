@@ -14,19 +14,12 @@ from rest_framework.views import APIView
 from agent_platform.api.errors import PlatformError
 from costs import selectors, services
 from costs.models import Budget, Price
+from costs.queries import UsageQuerySerializer, usage_report_for
 
 MONEY_FIELD = {"max_digits": 20, "decimal_places": 10, "coerce_to_string": True}
 
 
 # --- usage -----------------------------------------------------------------------------------------------------
-
-
-class UsageQuerySerializer(serializers.Serializer):
-    start = serializers.DateTimeField(required=False, help_text="Inclusive (ISO 8601). Default: 30 days ago.")
-    end = serializers.DateTimeField(required=False, help_text="Exclusive (ISO 8601). Default: now.")
-    group_by = serializers.ChoiceField(choices=list(selectors.GROUP_FIELDS), default="model")
-    bucket = serializers.ChoiceField(choices=["day", "hour"], required=False)
-    user = serializers.IntegerField(required=False, help_text="Only this user's usage (staff only).")
 
 
 class UsageRowSerializer(serializers.Serializer):
@@ -58,18 +51,6 @@ class UsageReportSerializer(serializers.Serializer):
     totals = UsageTotalsSerializer()
     groups = UsageRowSerializer(many=True)
     series = UsageSeriesRowSerializer(many=True)
-
-
-def usage_report_for(request_user, params) -> selectors.UsageReport:
-    query = UsageQuerySerializer(data=params)
-    query.is_valid(raise_exception=True)
-    data = query.validated_data
-    end = data.get("end") or timezone.now()
-    start = data.get("start") or (end - timedelta(days=30))
-    user_id = data.get("user") if request_user.is_staff else request_user.pk
-    return selectors.get_usage_report(
-        start=start, end=end, group_by=data["group_by"], bucket=data.get("bucket"), user_id=user_id
-    )
 
 
 class UsageView(APIView):

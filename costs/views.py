@@ -13,7 +13,7 @@ from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from agent_platform.api.errors import PlatformError
 from costs import selectors
-from costs.api import usage_report_for
+from costs.queries import usage_report_for
 
 RANGES = {"24h": (timedelta(hours=24), "hour"), "7d": (timedelta(days=7), "day"), "30d": (timedelta(days=30), "day")}
 

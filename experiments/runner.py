@@ -468,45 +468,17 @@ class Runner:
             endpoint_limiter.release(variant.endpoint)
 
 
-def load_provider_library(endpoint_names: set[str]) -> bool:
-    """Import the provider library (litellm) that any of these endpoints (or their fallbacks) is served by, now,
-    before a run's first call; True when it was needed.
-
-    litellm is imported on first use, which takes seconds — more than an endpoint's whole attempt timeout on a busy
-    machine (14 s measured on two loaded cores). In a fresh worker process that import ran inside the first call's
-    `asyncio.timeout`, blocking the event loop: the call failed with LLM_API_TIMEOUT although the model answered in
-    milliseconds (so a resumed run could finish with a row failed that never reached the model), and the heartbeat
-    stalled meanwhile. Runs on mock endpoints only never import it."""
-    from agent_platform.llm.engine import provider_for
-    from agent_platform.llm.providers import litellm_module, litellm_provider
-    from agent_platform.llm.registry import registry
-
-    pending, seen = sorted(endpoint_names), set()
-    while pending:
-        name = pending.pop()
-        if not name or name in seen:
-            continue
-        seen.add(name)
-        try:
-            endpoint = registry.resolve(name, allow_disabled=True)
-        except PlatformError:  # a missing endpoint fails its rows with a clear error when called
-            continue
-        if provider_for(endpoint) is litellm_provider:
-            litellm_module()
-            return True
-        pending.extend(endpoint.fallbacks)
-    return False
-
-
 def run_experiment(*, experiment_id: int, run_token: str) -> str:
     """Run (or resume) an experiment for this run token; returns the final status (or "skipped" when the token
     is no longer current: cancelled before it began, or superseded by a newer start)."""
     if not services.experiment_mark_running(experiment_id=experiment_id, run_token=run_token):
         return "skipped"
+    from agent_platform.llm.client import provider_libraries_load
+
     experiment = Experiment.objects.get(pk=experiment_id)
     try:
         runner = Runner(experiment=experiment, run_token=run_token)
-        load_provider_library(runner.endpoint_names())  # not inside the first call's timeout, nor on the loop
+        provider_libraries_load(endpoints=runner.endpoint_names())  # not within a call's timeout, nor on the loop
         state = async_to_sync(runner.arun)()
     except Exception as exc:
         logger.exception("experiment %s failed", experiment_id)

@@ -17,16 +17,11 @@ from agent_platform.api.errors import PlatformError, ValidationFailed
 from agent_platform.observability.hooks import SpanKind
 from traces import selectors
 from traces.models import Span, Trace
+from traces.queries import TraceFilterSerializer, TraceStatusField
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 HEX16 = re.compile(r"^[0-9a-f]{16}$")
 MAX_INGEST_ITEMS = 5000
-
-
-@extend_schema_field({"type": "string", "pattern": "^(ok|error|cancelled)$", "description": "ok, error or cancelled"})
-class TraceStatusField(serializers.ChoiceField):
-    def __init__(self, **kwargs):
-        super().__init__(choices=Trace.Status.values, **kwargs)
 
 
 class TraceCursorPagination(CursorPagination):
@@ -84,21 +79,6 @@ class TraceDetailSerializer(TraceSerializer):
         tree = self.context["tree"]
         depths = {node.span.span_id: node.depth for node in tree.flat}
         return SpanSerializer([node.span for node in tree.flat], many=True, context={"depths": depths}).data
-
-
-class TraceFilterSerializer(serializers.Serializer):
-    user = serializers.IntegerField(required=False, help_text="User id (staff only; others always see their own).")
-    agent = serializers.CharField(required=False, help_text="Agent id or slug.")
-    model = serializers.CharField(required=False)
-    status = TraceStatusField(required=False)
-    since = serializers.DateTimeField(required=False, help_text="Traces started at or after (ISO 8601).")
-    until = serializers.DateTimeField(required=False, help_text="Traces started before (ISO 8601).")
-    name = serializers.CharField(required=False)
-
-    def validate(self, attrs):
-        if attrs.get("since") and attrs.get("until") and attrs["until"] <= attrs["since"]:
-            raise serializers.ValidationError({"until": "until must be after since."})
-        return attrs
 
 
 class TraceListView(ListAPIView):

@@ -11,8 +11,8 @@ from django.shortcuts import render
 
 from agent_platform.api.errors import PlatformError
 from traces import selectors
-from traces.api import TraceFilterSerializer
 from traces.models import Trace
+from traces.queries import TraceFilterSerializer
 
 
 @login_required

@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import aclosing
 
-from agent_platform.llm import engine, middleware
+from agent_platform.api.errors import PlatformError
+from agent_platform.llm import engine, middleware, providers
 from agent_platform.llm.errors import (
     InputTooLarge,
     LLMAPIError,
@@ -136,6 +137,32 @@ def list_models(*, include_disabled: bool = True) -> list[ModelInfo]:
     return registry.list_models(include_disabled=include_disabled)
 
 
+def provider_libraries_load(*, endpoints: Iterable[str]) -> bool:
+    """Import the provider library (litellm) that any of these endpoints (or their fallbacks) is served by, now,
+    before a run's first call; True when it was needed.
+
+    litellm is imported on first use, which takes seconds — more than an endpoint's whole attempt timeout on a busy
+    machine (14 s measured on two loaded cores). In a fresh worker process that import ran inside the first call's
+    `asyncio.timeout`, blocking the event loop: the call failed with LLM_API_TIMEOUT although the model answered in
+    milliseconds (so a resumed run could finish with a row failed that never reached the model), and the heartbeat
+    stalled meanwhile. Runs on mock endpoints only never import it."""
+    pending, seen = sorted(endpoints), set()
+    while pending:
+        name = pending.pop()
+        if not name or name in seen:
+            continue
+        seen.add(name)
+        try:
+            endpoint = registry.resolve(name, allow_disabled=True)
+        except PlatformError:  # a missing endpoint fails its calls with a clear error when called
+            continue
+        if engine.provider_for(endpoint) is providers.litellm_provider:
+            providers.litellm_module()
+            return True
+        pending.extend(endpoint.fallbacks)
+    return False
+
+
 def _preresolve(name: str) -> None:
     """Warm the endpoint cache from the caller's thread (and its database connection), fallbacks included."""
     if not isinstance(name, str) or not name:
@@ -165,4 +192,5 @@ __all__ = [
     "count_tokens",
     "list_models",
     "model_info",
+    "provider_libraries_load",
 ]

@@ -391,7 +391,7 @@ def test_a_run_loads_litellm_before_its_first_call_and_off_the_event_loop(
     import asyncio
 
     from agent_platform.llm import providers
-    from experiments.runner import load_provider_library
+    from agent_platform.llm.client import provider_libraries_load
     from tests.support.fixtures import create_endpoint_for_fake_server
 
     real, loads = providers.litellm_module, []
@@ -405,7 +405,7 @@ def test_a_run_loads_litellm_before_its_first_call_and_off_the_event_loop(
         return real()
 
     monkeypatch.setattr(providers, "litellm_module", recording_load)
-    assert load_provider_library({"mock/exp-a", "mock/exp-b"}) is False and loads == []
+    assert provider_libraries_load(endpoints={"mock/exp-a", "mock/exp-b"}) is False and loads == []
 
     endpoint = create_endpoint_for_fake_server(fake_openai, name="exp-litellm", max_retries=0)
     experiment = make_experiment(

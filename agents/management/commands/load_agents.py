@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from agent_platform.api.errors import PlatformError
-from agents.services import catalog_load
+from agents.catalog import catalog_load
 
 
 class Command(BaseCommand):
