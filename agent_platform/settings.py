@@ -379,3 +379,29 @@ OTEL_EXPORTER_OTLP_ENDPOINT = env("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
 # Budget alerts and other mail.
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="agent-platform@localhost")
+
+# --- Tunables of the apps (the one place they are read; README "Configuration" says what each does) -----------
+# Prompt store: render limits (per text or chat message), the fetch cache, labels created protected.
+PROMPT_RENDER_MAX_CHARS = env.int("PROMPT_RENDER_MAX_CHARS", default=100_000)
+PROMPT_RENDER_TIMEOUT_MS = env.float("PROMPT_RENDER_TIMEOUT_MS", default=1000.0)
+PROMPT_RENDER_MAX_RANGE = env.int("PROMPT_RENDER_MAX_RANGE", default=10_000)
+PROMPT_RENDER_MAX_ITERATIONS = env.int("PROMPT_RENDER_MAX_ITERATIONS", default=200_000)
+PROMPT_CACHE_STAMP_TTL_MS = env.float("PROMPT_CACHE_STAMP_TTL_MS", default=0.0)
+PROMPT_PROTECTED_LABELS = env.list("PROMPT_PROTECTED_LABELS", default=["production"])
+
+# Experiments: background thread on the embedded default, resume after a silent heartbeat, limits.
+EXPERIMENTS_BACKGROUND = env.bool("EXPERIMENTS_BACKGROUND", default=True)
+EXPERIMENTS_HEARTBEAT_TIMEOUT = env.float("EXPERIMENTS_HEARTBEAT_TIMEOUT", default=60.0)
+EXPERIMENTS_ENDPOINT_CONCURRENCY = env.int("EXPERIMENTS_ENDPOINT_CONCURRENCY", default=64)
+EXPERIMENTS_DATASET_MAX_ITEMS = env.int("EXPERIMENTS_DATASET_MAX_ITEMS", default=100_000)
+EXPERIMENTS_IMPORT_MAX_BYTES = env.int("EXPERIMENTS_IMPORT_MAX_BYTES", default=50 * 1024 * 1024)
+
+# LLM layer: timeouts and retries of implicit endpoints, backoff, response cache, input cap, endpoint refresh.
+LLM_DEFAULT_TIMEOUT = env.float("LLM_DEFAULT_TIMEOUT", default=60.0)
+LLM_DEFAULT_MAX_RETRIES = env.int("LLM_DEFAULT_MAX_RETRIES", default=2)
+LLM_RETRY_BASE_DELAY = env.float("LLM_RETRY_BASE_DELAY", default=0.5)
+LLM_RETRY_MAX_DELAY = env.float("LLM_RETRY_MAX_DELAY", default=8.0)
+LLM_MAX_RETRY_AFTER = env.float("LLM_MAX_RETRY_AFTER", default=30.0)
+LLM_CACHE_TTL = env.int("LLM_CACHE_TTL", default=3600)
+LLM_MAX_INPUT_CHARS = env.int("LLM_MAX_INPUT_CHARS", default=2_000_000)
+LLM_ENDPOINT_CACHE_SECONDS = env.float("LLM_ENDPOINT_CACHE_SECONDS", default=5.0)

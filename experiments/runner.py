@@ -52,9 +52,9 @@ HUB_FLUSH_SECONDS = 2.0
 
 
 def endpoint_concurrency() -> int:
-    from experiments import conf
+    from django.conf import settings
 
-    return conf.get("EXPERIMENTS_ENDPOINT_CONCURRENCY")
+    return settings.EXPERIMENTS_ENDPOINT_CONCURRENCY
 
 
 class EndpointLimiter:

@@ -12,12 +12,13 @@ import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from agent_platform.api.errors import PlatformError
-from experiments import conf, importers
+from experiments import importers
 from experiments.evaluators import build_evaluators
 from experiments.models import (
     ACTIVE_STATUSES,
@@ -41,11 +42,11 @@ logger = logging.getLogger("experiments")
 
 
 def max_dataset_items() -> int:
-    return conf.get("EXPERIMENTS_DATASET_MAX_ITEMS")
+    return settings.EXPERIMENTS_DATASET_MAX_ITEMS
 
 
 def heartbeat_timeout() -> float:
-    return conf.get("EXPERIMENTS_HEARTBEAT_TIMEOUT")
+    return settings.EXPERIMENTS_HEARTBEAT_TIMEOUT
 
 
 # --- datasets -----------------------------------------------------------------------------------------------
@@ -179,9 +180,9 @@ def dataset_import(*, dataset: Dataset, fmt: str, content: str | bytes) -> int:
     if fmt not in ("csv", "jsonl"):
         raise PlatformError("format must be 'csv' or 'jsonl'", code="VALIDATION_ERROR", field="format")
     size = len(content.encode() if isinstance(content, str) else content)
-    if size > conf.get("EXPERIMENTS_IMPORT_MAX_BYTES"):
+    if size > settings.EXPERIMENTS_IMPORT_MAX_BYTES:
         raise PlatformError(
-            f"The file is {size} bytes; the limit is {conf.get('EXPERIMENTS_IMPORT_MAX_BYTES')}.",
+            f"The file is {size} bytes; the limit is {settings.EXPERIMENTS_IMPORT_MAX_BYTES}.",
             code="DATASET_INVALID",
             field="file",
             details={"rows": []},
@@ -461,7 +462,7 @@ def experiment_start(*, experiment: Experiment) -> Experiment:
 
 
 def background_runs() -> bool:
-    return conf.get("EXPERIMENTS_BACKGROUND")
+    return settings.EXPERIMENTS_BACKGROUND
 
 
 def _dispatch_run(*, experiment_id: int, run_token: str) -> None:

@@ -25,11 +25,11 @@ import threading
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
 from agent_platform.cache_safe import cache_require, safe_cache
-from prompts import conf
 
 ENTRY_TIMEOUT_S = 24 * 3600
 _LOCAL_MAX = 4096
@@ -39,7 +39,7 @@ _lock = threading.Lock()
 
 
 def stamp_ttl_s() -> float:
-    return float(conf.get("PROMPT_CACHE_STAMP_TTL_MS")) / 1000.0
+    return settings.PROMPT_CACHE_STAMP_TTL_MS / 1000.0
 
 
 def _new_stamp() -> int:

@@ -1,4 +1,4 @@
-"""LLM-layer settings: Django settings `LLM_*` (if defined) else environment variables, read once and cached.
+"""LLM-layer settings: the `LLM_*` tunables that agent_platform/settings.py reads from the environment.
 
 | setting / env var | default | meaning |
 |---|---|---|
@@ -14,12 +14,9 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.signals import setting_changed
-from django.dispatch import receiver
 
 # Parameters the call path owns: refused in `params` and in an endpoint's `default_params`.
 RESERVED_PARAMS = frozenset({"model", "messages", "stream", "api_key", "api_base", "tools", "base_url", "num_retries"})
@@ -37,39 +34,16 @@ class LLMSettings:
     endpoint_cache_seconds: float
 
 
-def _value(name: str, default, cast):
-    if hasattr(settings, name):
-        return cast(getattr(settings, name))
-    raw = os.environ.get(name)
-    return cast(raw) if raw not in (None, "") else default
-
-
-def _load() -> LLMSettings:
-    return LLMSettings(
-        default_timeout=_value("LLM_DEFAULT_TIMEOUT", 60.0, float),
-        default_max_retries=_value("LLM_DEFAULT_MAX_RETRIES", 2, int),
-        retry_base_delay=_value("LLM_RETRY_BASE_DELAY", 0.5, float),
-        retry_max_delay=_value("LLM_RETRY_MAX_DELAY", 8.0, float),
-        max_retry_after=_value("LLM_MAX_RETRY_AFTER", 30.0, float),
-        cache_ttl=_value("LLM_CACHE_TTL", 3600, int),
-        max_input_chars=_value("LLM_MAX_INPUT_CHARS", 2_000_000, int),
-        endpoint_cache_seconds=_value("LLM_ENDPOINT_CACHE_SECONDS", 5.0, float),
-    )
-
-
-_current: LLMSettings | None = None
-
-
 def get() -> LLMSettings:
-    global _current
-    current = _current
-    if current is None:
-        current = _current = _load()
-    return current
-
-
-@receiver(setting_changed)
-def _reset(setting: str, **kwargs) -> None:
-    global _current
-    if setting.startswith("LLM_"):
-        _current = None
+    """The LLM layer's tunables, as settings.py reads them from the environment (read per call: a test or an
+    operator changing a setting is seen at once)."""
+    return LLMSettings(
+        default_timeout=settings.LLM_DEFAULT_TIMEOUT,
+        default_max_retries=settings.LLM_DEFAULT_MAX_RETRIES,
+        retry_base_delay=settings.LLM_RETRY_BASE_DELAY,
+        retry_max_delay=settings.LLM_RETRY_MAX_DELAY,
+        max_retry_after=settings.LLM_MAX_RETRY_AFTER,
+        cache_ttl=settings.LLM_CACHE_TTL,
+        max_input_chars=settings.LLM_MAX_INPUT_CHARS,
+        endpoint_cache_seconds=settings.LLM_ENDPOINT_CACHE_SECONDS,
+    )

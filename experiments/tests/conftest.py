@@ -28,9 +28,9 @@ def _in_process_runs(request):
 
     from agent_platform.celery import app
 
-    previous = app.conf.task_always_eager
+    previous, background = app.conf.task_always_eager, settings.EXPERIMENTS_BACKGROUND
     app.conf.task_always_eager = True
     settings.EXPERIMENTS_BACKGROUND = request.node.get_closest_marker("background") is not None
     yield
-    del settings.EXPERIMENTS_BACKGROUND
+    settings.EXPERIMENTS_BACKGROUND = background
     app.conf.task_always_eager = previous

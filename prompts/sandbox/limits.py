@@ -7,9 +7,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from jinja2 import TemplateSyntaxError
-
-from prompts import conf
 
 MAX_NESTING = 32  # blocks + brackets + unary operators open at once, counted on the tokens before parsing
 MAX_TREE_DEPTH = 64  # depth of the parsed template (chains like `a+a+a…` or `x|f|f|f…` nest without brackets)
@@ -32,10 +31,10 @@ class RenderLimits:
 
 def default_limits() -> RenderLimits:
     return RenderLimits(
-        max_chars=int(conf.get("PROMPT_RENDER_MAX_CHARS")),
-        timeout_s=float(conf.get("PROMPT_RENDER_TIMEOUT_MS")) / 1000.0,
-        max_range=int(conf.get("PROMPT_RENDER_MAX_RANGE")),
-        max_iterations=int(conf.get("PROMPT_RENDER_MAX_ITERATIONS")),
+        max_chars=settings.PROMPT_RENDER_MAX_CHARS,
+        timeout_s=settings.PROMPT_RENDER_TIMEOUT_MS / 1000.0,
+        max_range=settings.PROMPT_RENDER_MAX_RANGE,
+        max_iterations=settings.PROMPT_RENDER_MAX_ITERATIONS,
     )
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from agent_platform.accounts.types import Actor
 from agent_platform.api.errors import PlatformError
 from prompts import cache as prompt_cache
-from prompts import conf
 from prompts.models import (
     LABEL_NAME_PATTERN,
     LabelMove,
@@ -29,7 +29,7 @@ from prompts.validation import invalid
 
 
 def protected_by_default() -> frozenset[str]:
-    return frozenset(conf.get("PROMPT_PROTECTED_LABELS"))
+    return frozenset(settings.PROMPT_PROTECTED_LABELS)
 
 
 def _may_move_protected(user: Actor) -> bool:
