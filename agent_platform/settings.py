@@ -6,7 +6,6 @@ layer, Celery tasks executed in-process. `DATABASE_URL` and `REDIS_URL` switch i
 """
 
 import os
-import sys
 from pathlib import Path
 
 import environ
@@ -15,7 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").exists() and "pytest" not in sys.modules:
+# A developer's .env, unless told not to (the test settings say so: tests see only the environment they set).
+if (BASE_DIR / ".env").exists() and env.bool("DJANGO_READ_DOT_ENV", default=True):
     environ.Env.read_env(BASE_DIR / ".env")
 
 # litellm: use the bundled price map (no download) and never ask a hub for tokenizers.
@@ -374,6 +374,8 @@ def _refuse_malformed_networks() -> None:
 _refuse_malformed_networks()
 
 TRACE_RETENTION_DAYS = env.int("TRACE_RETENTION_DAYS", default=30)
+# How often buffered trace and cost records are written by a background thread (s); 0: only at request/task end.
+OBSERVER_FLUSH_SECONDS = max(env.float("OBSERVER_FLUSH_SECONDS", default=2.0), 0.0)
 OTEL_EXPORTER_OTLP_ENDPOINT = env("OTEL_EXPORTER_OTLP_ENDPOINT", default="")
 
 # Budget alerts and other mail.

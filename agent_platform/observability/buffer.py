@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,16 +41,11 @@ def _write_turn():
 
 
 def default_flush_seconds() -> float:
-    """How often a background thread writes what has been buffered, so nothing waits for a request or task end
-    that never comes (work in a websocket consumer, a long run). `OBSERVER_FLUSH_SECONDS`, default 2; 0 turns it
-    off. Off under pytest unless set: a test's records must land inside the test's own transaction."""
-    value = os.environ.get("OBSERVER_FLUSH_SECONDS")
-    if value is None:
-        return 0.0 if "pytest" in sys.modules else 2.0
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return 2.0
+    """How often a background thread writes what has been buffered (`OBSERVER_FLUSH_SECONDS`), so nothing waits
+    for a request or task end that never comes (work in a websocket consumer, a long run). 0 turns it off."""
+    from django.conf import settings
+
+    return float(settings.OBSERVER_FLUSH_SECONDS)
 
 
 def in_event_loop() -> bool:

@@ -1,0 +1,13 @@
+"""Settings of the test suite: the project's settings, without a developer's .env, with the observer's timer off.
+
+The timer is off because a test's records must land inside the test's own transaction (they are written at the
+request's or task's end instead). Processes the tests start (daphne, a Celery worker) use the project's settings.
+"""
+
+import os
+
+os.environ["DJANGO_READ_DOT_ENV"] = "false"
+
+from agent_platform.settings import *  # noqa: F403
+
+OBSERVER_FLUSH_SECONDS = float(os.environ.get("OBSERVER_FLUSH_SECONDS", "0"))
