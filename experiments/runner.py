@@ -2,7 +2,7 @@
 in flight, then the evaluators; results stored as they finish.
 
 Shape: one run = one Celery task (`experiments.tasks.run_experiment`) holding a run token (on the embedded default:
-a background thread, see `services._dispatch_run`). It drives an asyncio loop through `async_to_sync`, so every
+a background thread, `services.lifecycle`). It drives an asyncio loop through `async_to_sync`, so every
 database call goes back to the task's own thread and connection:
 
 - a feeder claims pending rows in batches with a conditional update (`results_claim`) ahead of the workers and
