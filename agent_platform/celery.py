@@ -3,6 +3,10 @@
 Trace context, request id and caller travel in task headers: `before_task_publish` writes them, `task_prerun`
 restores them in the worker, `task_postrun` clears the context. Every task flushes its buffered observer records
 (spans, LLM calls) before its result is stored, so whoever sees the result can read its trace.
+
+Routes and schedule: the maintenance tasks (the reaper of stale runs, the run dispatch relay) go to their own queue,
+so that a backlog of runs on the default queue cannot starve them; beat schedules both. A worker consumes both
+queues (`-Q celery,maintenance`, see `worker_queues`).
 """
 
 import os
@@ -25,6 +29,57 @@ class ObservedTask(Task):
 app = Celery("agent_platform", task_cls=ObservedTask)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+REAPER_TASK = "agents.reap_stale_runs"
+DISPATCH_RELAY_TASK = "agents.relay_run_dispatch"
+MAINTENANCE_TASKS = frozenset({REAPER_TASK, DISPATCH_RELAY_TASK})
+
+
+def maintenance_queue_for(default_queue: str, explicit: str = "") -> str:
+    """The maintenance queue beside `default_queue`: `maintenance` next to `celery`, else `<default>-maintenance`."""
+    if explicit:
+        return explicit
+    return "maintenance" if default_queue == "celery" else f"{default_queue}-maintenance"
+
+
+def maintenance_queue() -> str:
+    from django.conf import settings
+
+    return maintenance_queue_for(app.conf.task_default_queue, getattr(settings, "CELERY_MAINTENANCE_QUEUE", ""))
+
+
+def worker_queues() -> str:
+    """The queues a worker consumes, as `-Q` takes them: the default queue and the maintenance queue."""
+    return f"{app.conf.task_default_queue},{maintenance_queue()}"
+
+
+def _route(name, args, kwargs, options, task=None, **_kwargs):
+    if name in MAINTENANCE_TASKS:
+        return {"queue": maintenance_queue()}
+    return None
+
+
+app.conf.task_routes = (_route,)
+
+
+@app.on_after_configure.connect
+def _schedule_maintenance(sender=None, **_kwargs) -> None:
+    """Beat: the dispatch relay every ~10 s, the reaper every ~30 s; a message not taken within its interval
+    expires (the next one does its work), so a stopped maintenance worker finds no pile of them."""
+    from django.conf import settings
+
+    relay_every = float(getattr(settings, "AGENT_RUN_DISPATCH_RELAY_SECONDS", 10.0))
+    reap_every = float(getattr(settings, "AGENT_RUN_REAPER_SECONDS", 30.0))
+    sender.conf.beat_schedule = {
+        **(sender.conf.beat_schedule or {}),
+        "agents-relay-run-dispatch": {
+            "task": DISPATCH_RELAY_TASK,
+            "schedule": relay_every,
+            "options": {"expires": relay_every},
+        },
+        "agents-reap-stale-runs": {"task": REAPER_TASK, "schedule": reap_every, "options": {"expires": reap_every}},
+    }
+
 
 _TOKENS_ATTR = "_agent_platform_context_tokens"
 

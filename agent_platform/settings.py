@@ -180,6 +180,22 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_QUEUE", default="celery")
+# The reaper of stale runs and the dispatch relay have their own queue (agent_platform.celery routes them), so a
+# backlog of runs cannot starve them: empty means `maintenance`, or `<CELERY_QUEUE>-maintenance` when CELERY_QUEUE
+# is not `celery`. A worker must consume both: `celery -A agent_platform worker -Q celery,maintenance`.
+CELERY_MAINTENANCE_QUEUE = env("CELERY_MAINTENANCE_QUEUE", default="")
+# A run task that cannot reach the database or the broker before it claims its run retries (exponential backoff
+# with jitter, capped at AGENT_RUN_RETRY_BACKOFF_MAX_SECONDS) up to AGENT_RUN_RETRY_MAX times, instead of being
+# acknowledged; after that the dispatch relay sends the run again.
+AGENT_RUN_RETRY_MAX = env.int("AGENT_RUN_RETRY_MAX", default=10)
+AGENT_RUN_RETRY_BACKOFF_MAX_SECONDS = env.int("AGENT_RUN_RETRY_BACKOFF_MAX_SECONDS", default=30)
+# The dispatch outbox (Run.dispatched_at): every AGENT_RUN_DISPATCH_RELAY_SECONDS the relay (beat, maintenance
+# queue) sends again each run still queued and unclaimed AGENT_RUN_DISPATCH_STALE_SECONDS after it was last sent,
+# and a run whose send failed (broker down) AGENT_RUN_DISPATCH_GRACE_SECONDS after it was created.
+AGENT_RUN_DISPATCH_RELAY_SECONDS = env.float("AGENT_RUN_DISPATCH_RELAY_SECONDS", default=10.0)
+AGENT_RUN_DISPATCH_STALE_SECONDS = env.float("AGENT_RUN_DISPATCH_STALE_SECONDS", default=30.0)
+AGENT_RUN_DISPATCH_GRACE_SECONDS = env.float("AGENT_RUN_DISPATCH_GRACE_SECONDS", default=5.0)
+AGENT_RUN_REAPER_SECONDS = env.float("AGENT_RUN_REAPER_SECONDS", default=30.0)
 # The longest retry delay any task uses; the visibility timeout must exceed it, or Redis redelivers a task
 # that is merely waiting for its retry.
 CELERY_MAX_RETRY_DELAY = 600

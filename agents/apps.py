@@ -17,10 +17,4 @@ class AgentsConfig(AppConfig):
         for path in getattr(settings, "AGENT_TOOLS", []):
             registry.register(import_string(path))
 
-        # Celery beat: the reaper of runs left "running" by a dead worker.
-        from agent_platform.celery import app
-
-        app.conf.beat_schedule = {
-            **(app.conf.beat_schedule or {}),
-            "agents-reap-stale-runs": {"task": "agents.reap_stale_runs", "schedule": 30.0},
-        }
+        # Celery beat schedules the reaper and the dispatch relay: see agent_platform.celery.

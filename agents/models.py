@@ -148,13 +148,20 @@ class Run(models.Model):
     cost = models.DecimalField(max_digits=14, decimal_places=8, null=True, blank=True)
     trace_id = models.CharField(max_length=32, blank=True, db_index=True)
     celery_task_id = models.CharField(max_length=64, blank=True)
+    # The dispatch outbox: when the run's task was last handed to the broker (set in the transaction that queues
+    # the run, cleared when the send fails). A queued run whose send failed or is older than the relay's window is
+    # sent again by the relay (agents.services.runs_dispatch_stale).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     prompt_name = models.CharField(max_length=200, blank=True)
     prompt_version = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"]),
+            models.Index(fields=["status", "dispatched_at"], name="agents_run_dispatch_outbox"),
+        ]
 
     def __str__(self) -> str:
         return f"run {self.id} ({self.status})"

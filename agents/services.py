@@ -372,6 +372,7 @@ def run_create(
         input=input,
         trace_id=trace.trace_id if trace else new_trace_id(),
         celery_task_id=str(uuid.uuid4()),
+        dispatched_at=timezone.now(),  # the outbox: sent at commit (cleared if that fails; see run_dispatch)
     )
     Message.objects.create(conversation=conversation, role=Message.Role.USER, content=input, run=run)
     if not is_new:
@@ -379,25 +380,88 @@ def run_create(
     return run
 
 
-def run_dispatch(*, run: Run, opens_conversation: bool = False) -> None:
+def run_dispatch(*, run: Run, opens_conversation: bool = False) -> bool:
     """Hand the run to Celery (after the transaction commits), or execute it here on the embedded default.
+
+    The run row is the outbox: `dispatched_at` says when its task was last sent. A send the broker refuses is
+    logged and clears `dispatched_at`, and the run stays queued: the relay (`runs_dispatch_stale`) sends it once
+    the broker is back. So accepting a run never fails on the broker. Returns False when the send failed (known
+    only when not inside a transaction; inside one the send waits for the commit and True is returned).
 
     `opens_conversation`: the run was created with a new conversation (its worker need not read the history)."""
     from agents.tasks import run_execute_task
 
     if not run.celery_task_id or run.attempts:  # a re-queued run gets a new task id
         run.celery_task_id = str(uuid.uuid4())
-        Run.objects.filter(id=run.id).update(celery_task_id=run.celery_task_id)
+        run.dispatched_at = timezone.now()
+        Run.objects.filter(id=run.id).update(celery_task_id=run.celery_task_id, dispatched_at=run.dispatched_at)
     task_id = run.celery_task_id
-
-    def send() -> None:
-        kwargs = {"opens_conversation": True} if opens_conversation else {}
-        run_execute_task.apply_async(args=[str(run.id)], kwargs=kwargs, task_id=task_id)
+    kwargs = {"opens_conversation": True} if opens_conversation else {}
 
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        send()
-    else:
-        transaction.on_commit(send)
+        run_execute_task.apply_async(args=[str(run.id)], kwargs=kwargs, task_id=task_id)
+        return True
+
+    outcome = {"sent": True}
+
+    def send() -> None:
+        outcome["sent"] = _run_send(run_id=run.id, task_id=task_id, kwargs=kwargs, sent_at=run.dispatched_at)
+
+    transaction.on_commit(send)
+    return outcome["sent"]
+
+
+def _run_send(*, run_id, task_id: str, kwargs: dict[str, Any] | None = None, sent_at=None) -> bool:
+    """Publish a run's task; on failure mark the run as awaiting dispatch (`dispatched_at` NULL) and return False."""
+    from agents.tasks import run_execute_task
+
+    try:
+        run_execute_task.apply_async(args=[str(run_id)], kwargs=kwargs or {}, task_id=task_id)
+        return True
+    except Exception:  # the broker is down (or refuses): the run waits in the outbox for the relay
+        logger.warning("run %s: sending its task failed; the dispatch relay sends it later", run_id, exc_info=True)
+    try:
+        pending = Run.objects.filter(id=run_id, status=RunStatus.QUEUED)
+        if sent_at is not None:
+            pending = pending.filter(dispatched_at=sent_at)  # not if someone sent it meanwhile
+        pending.update(dispatched_at=None)
+    except Exception:  # the database too: the relay still sends it, once its window has passed
+        logger.warning("run %s: could not mark it as awaiting dispatch", run_id, exc_info=True)
+    return False
+
+
+def runs_dispatch_stale(*, now=None, limit: int = 500) -> dict[str, int]:
+    """The dispatch relay (beat, every AGENT_RUN_DISPATCH_RELAY_SECONDS, on the maintenance queue): send again the
+    runs still queued and unclaimed whose send failed (`dispatched_at` NULL, created more than
+    AGENT_RUN_DISPATCH_GRACE_SECONDS ago) or was more than AGENT_RUN_DISPATCH_STALE_SECONDS ago (its message lost
+    with a broker restart, or its worker never took it). Each send is recorded first, with a conditional update,
+    so a run is sent once per window however often (and in however many processes) the relay runs. A duplicate
+    is harmless: the claim is conditional. Stops at the first failed send (the broker is down)."""
+    report = {"sent": 0, "failed": 0}
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return report  # in-process runs execute where they are started; there is no broker to send to
+    from django.db.models import Q
+
+    now = now or timezone.now()
+    window = timedelta(seconds=float(_setting("AGENT_RUN_DISPATCH_STALE_SECONDS", 30.0)))
+    grace = timedelta(seconds=float(_setting("AGENT_RUN_DISPATCH_GRACE_SECONDS", 5.0)))
+    due = Run.objects.filter(status=RunStatus.QUEUED).filter(
+        Q(dispatched_at__lt=now - window) | Q(dispatched_at__isnull=True, created_at__lt=now - grace)
+    )
+    for run_id, last_sent in due.order_by("created_at").values_list("id", "dispatched_at")[:limit]:
+        task_id = str(uuid.uuid4())
+        taken = Run.objects.filter(id=run_id, status=RunStatus.QUEUED, dispatched_at=last_sent).update(
+            dispatched_at=now, celery_task_id=task_id
+        )
+        if not taken:
+            continue  # claimed, cancelled or sent by someone else meanwhile
+        if not _run_send(run_id=run_id, task_id=task_id, sent_at=now):
+            report["failed"] += 1
+            break
+        report["sent"] += 1
+    if report["sent"] or report["failed"]:
+        logger.warning("dispatch relay: %(sent)d runs sent again, %(failed)d failed", report)
+    return report
 
 
 def run_start(
@@ -413,8 +477,8 @@ def run_start(
     """Create a run and start it. With `wait`, return it finished (or as it is after `wait_seconds`)."""
     runs_reap_inline()
     run = run_create(agent=agent, input=input, conversation=conversation, user=user, api_key_id=api_key_id)
-    run_dispatch(run=run, opens_conversation=conversation is None)
-    if wait:
+    sent = run_dispatch(run=run, opens_conversation=conversation is None)
+    if wait and sent:  # a run the broker did not take waits for the relay: answer at once, queued (202)
         return run_wait(run_id=run.id, timeout=wait_seconds or _setting("AGENT_RUN_WAIT_SECONDS", 120))
     run.refresh_from_db()
     return run
@@ -837,26 +901,20 @@ def runs_reap_inline() -> None:
 
 
 def runs_reap_stale(*, stale_after: timedelta | None = None, max_attempts: int | None = None) -> dict[str, int]:
-    """Runs whose worker died (heartbeat older than `stale_after`): re-queue once, then fail with RUN_WORKER_LOST."""
+    """Runs whose worker died (heartbeat older than `stale_after`): re-queue once, then fail with RUN_WORKER_LOST.
+
+    Scheduled by beat on the maintenance queue (agent_platform.celery), so a backlog of runs does not delay it."""
     stale_after = stale_after or timedelta(seconds=float(_setting("AGENT_RUN_STALE_SECONDS", 60)))
     max_attempts = max_attempts or int(_setting("AGENT_RUN_MAX_ATTEMPTS", 2))
     cutoff = timezone.now() - stale_after
     report = {"requeued": 0, "failed": 0}
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
-        # a queued run nobody claimed (its task message lost with a broker restart): send it again; claiming is
-        # conditional, so a duplicate does nothing
-        queued_cutoff = timezone.now() - timedelta(seconds=float(_setting("AGENT_RUN_REDISPATCH_SECONDS", 600)))
-        for run in Run.objects.filter(status=RunStatus.QUEUED, created_at__lt=queued_cutoff).order_by("created_at")[
-            :100
-        ]:
-            run.celery_task_id = ""
-            run_dispatch(run=run)
-            report["redispatched"] = report.get("redispatched", 0) + 1
+    # Queued runs nobody claimed (a message lost with a broker restart) are the dispatch relay's: see
+    # runs_dispatch_stale. A run re-queued here is sent once, and then the relay's window applies to it.
     for run in Run.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=cutoff).select_related("agent"):
         if run.attempts < max_attempts:
             with transaction.atomic():
                 taken = Run.objects.filter(id=run.id, status=RunStatus.RUNNING, heartbeat_at=run.heartbeat_at).update(
-                    status=RunStatus.QUEUED, heartbeat_at=None
+                    status=RunStatus.QUEUED, heartbeat_at=None, dispatched_at=timezone.now()
                 )
                 if taken:
                     run_dispatch(run=run)

@@ -55,9 +55,11 @@ class CeleryWorker:
         self.log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"celery-worker-{os.getpid()}-{id(self)}.log"
 
     def start(self, timeout: float = 60.0) -> None:
-        from agent_platform.celery import app
+        from agent_platform.celery import app, maintenance_queue_for
 
-        queue = self.env["CELERY_QUEUE"]
+        # the run queue and the maintenance queue (reaper, dispatch relay), as the documented worker command
+        default = self.env["CELERY_QUEUE"]
+        queue = f"{default},{maintenance_queue_for(default, self.env.get('CELERY_MAINTENANCE_QUEUE', ''))}"
         cmd = [
             sys.executable, "-m", "celery", "-A", "agent_platform", "worker",
             "-Q", queue, "-P", self.pool, "-c", str(self.concurrency),
