@@ -122,9 +122,26 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+# PostgreSQL: a connection pool per process (psycopg_pool through Django's OPTIONS["pool"]). Under ASGI every request
+# runs in its own thread, so persistent connections (CONN_MAX_AGE > 0) grow with concurrency until PostgreSQL refuses
+# ("too many clients already"); a pool bounds each process at DB_POOL_MAX_SIZE and makes a request wait up to
+# DB_POOL_TIMEOUT seconds for a free connection, then answer 503 SERVICE_UNAVAILABLE. DB_POOL_MAX_SIZE=0 turns the
+# pool off (persistent connections with CONN_MAX_AGE, e.g. behind PgBouncer). Sizing rule: see the README.
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=10)
+DB_POOL_ENABLED = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_MAX_SIZE > 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DB_POOL_ENABLED:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # Django returns the connection to the pool after each request
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(env.int("DB_POOL_MIN_SIZE", default=1), DB_POOL_MAX_SIZE),
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+            # A connection idle this long is closed (down to min_size), so a quiet process holds few sessions.
+            "max_idle": env.float("DB_POOL_MAX_IDLE", default=300.0),
+        }
+    else:
+        DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 else:
     # SQLite under concurrent writers (in-process runs, daphne threads): wait rather than fail.
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
@@ -280,7 +297,7 @@ CSRF_FAILURE_VIEW = "agent_platform.api.views.csrf_failure"
 
 # --- Static files -------------------------------------------------------------------------------------------
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

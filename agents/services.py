@@ -491,6 +491,8 @@ def run_wait(*, run_id, timeout: float) -> Run:
         run = Run.objects.select_related("agent").get(id=run_id)
         if run.is_finished or time.monotonic() >= deadline:
             return run
+        if settings.DB_POOL_ENABLED and not connection.in_atomic_block:
+            connection.close()  # back to the pool while waiting: a waiting caller holds no database session
         time.sleep(delay)
         delay = min(delay * 1.5, 0.25)
 

@@ -22,6 +22,7 @@ from agent_platform.celery import app
 print(json.dumps({
     "db": settings.DATABASES["default"]["ENGINE"],
     "conn_max_age": settings.DATABASES["default"].get("CONN_MAX_AGE"),
+    "pool": settings.DATABASES["default"].get("OPTIONS", {}).get("pool"),
     "cache": settings.CACHES["default"]["BACKEND"],
     "channels": settings.CHANNEL_LAYERS["default"]["BACKEND"],
     "broker": app.conf.broker_url,
@@ -90,11 +91,22 @@ def test_embedded_default_needs_nothing():
 
 def test_full_stack_from_database_url_and_redis_url():
     s = probe(DATABASE_URL="postgres://postgres@127.0.0.1:5432/test", REDIS_URL="redis://127.0.0.1:6379/3")
-    assert s["db"] == "django.db.backends.postgresql" and s["conn_max_age"] > 0
+    assert s["db"] == "django.db.backends.postgresql"
+    assert s["conn_max_age"] == 0 and s["pool"]["max_size"] == 10, (
+        "a bounded pool per process, not a connection per thread"
+    )
     assert s["cache"].endswith("RedisCache")
     assert s["channels"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert s["broker"] == "redis://127.0.0.1:6379/3" and s["eager"] is False
     assert s["beat"] == "django_celery_beat.schedulers:DatabaseScheduler"
+
+
+def test_the_pool_is_sized_by_setting_or_turned_off_for_persistent_connections():
+    pg = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/test"}
+    s = probe(**pg, DB_POOL_MIN_SIZE="2", DB_POOL_MAX_SIZE="4", DB_POOL_TIMEOUT="3")
+    assert (s["pool"]["min_size"], s["pool"]["max_size"], s["pool"]["timeout"]) == (2, 4, 3.0)
+    s = probe(**pg, DB_POOL_MAX_SIZE="0", CONN_MAX_AGE="30")
+    assert s["pool"] is None and s["conn_max_age"] == 30
 
 
 def test_the_list_based_channel_layer_can_be_chosen():

@@ -1,0 +1,111 @@
+"""Database connections stay bounded under concurrency: on PostgreSQL each process draws from a psycopg_pool pool
+(Django's OPTIONS["pool"]); a request that finds the pool exhausted waits DB_POOL_TIMEOUT, then answers 503
+SERVICE_UNAVAILABLE (never 500), and the next request after a connection comes back answers 200."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.conf import settings
+from django.db import connection, connections
+
+from tests.test_api_conventions import assert_envelope
+
+APPLICATION_NAME = f"pool-test-{os.getpid()}"
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not settings.DB_POOL_ENABLED, reason="the connection pool is used on PostgreSQL only"),
+]
+
+
+@pytest.fixture
+def small_pool():
+    """The process's pool rebuilt with 2 connections and a 0.5 s wait, then the configured one again."""
+    options = connection.settings_dict["OPTIONS"]
+    configured = dict(options["pool"])
+    connections.close_all()
+    connection.close_pool()
+    options["pool"] = {**configured, "min_size": 0, "max_size": 2, "timeout": 0.5}
+    options["application_name"] = APPLICATION_NAME  # tells this process's sessions from the test worker's
+    yield connection.pool
+    connections.close_all()
+    connection.close_pool()
+    options["pool"] = configured
+    del options["application_name"]
+
+
+def sessions_of_this_process() -> int:
+    import psycopg
+
+    params = {k: v for k, v in connection.get_connection_params().items() if k in {"host", "port", "user", "password"}}
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as admin:
+        return admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [APPLICATION_NAME]
+        ).fetchone()[0]
+
+
+def in_a_new_thread(fn):
+    """Call `fn` in a thread of its own, as daphne serves each request: that thread draws its own connection."""
+    result: dict = {}
+
+    def target() -> None:
+        try:
+            result["value"] = fn()
+        finally:
+            connections.close_all()  # what Django does at the end of a request: the connection goes back
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(30)
+    return result["value"]
+
+
+def test_an_exhausted_pool_answers_503_with_a_code_then_recovers(small_pool, key_client):
+    connections.close_all()  # the fixtures' own connection goes back first
+    held = [small_pool.getconn(), small_pool.getconn()]  # every connection the process may open is taken
+    try:
+        response = in_a_new_thread(lambda: key_client.get("/api/v1/agents/"))
+        assert response.status_code == 503, response.content[:300]
+        error = assert_envelope(response, 503, "SERVICE_UNAVAILABLE")
+        assert error["details"]["service"] == "database"
+        assert response["Retry-After"]
+    finally:
+        for held_connection in held:
+            small_pool.putconn(held_connection)
+
+    response = in_a_new_thread(lambda: key_client.get("/api/v1/agents/"))
+    assert response.status_code == 200, response.content[:300]
+
+
+def test_concurrent_requests_share_the_pool_and_never_open_more_sessions_than_it_holds(small_pool, key_client):
+    connections.close_all()
+    peak = 0
+    stop = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, sessions_of_this_process())
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+
+    def call(_: int) -> int:
+        try:
+            return key_client.get("/api/v1/agents/").status_code
+        finally:
+            connections.close_all()
+
+    try:
+        with ThreadPoolExecutor(max_workers=8) as executor:
+            statuses = list(executor.map(call, range(40)))
+    finally:
+        stop.set()
+        watcher.join()
+    # With 8 callers and 2 connections, callers wait for one (0.5 s at most each time): all of them are served.
+    assert statuses.count(200) + statuses.count(503) == 40 and statuses.count(200) > 0
+    assert 0 < peak <= 2, f"{peak} sessions for a pool of 2"
