@@ -89,7 +89,8 @@ def imported_modules(source: str, *, module: str, is_package: bool = False) -> l
 def forbidden_reason(*, module: str, target: str) -> str | None:
     """Why `module` may not import `target`, or None when it may."""
     source_part, target_part = module.split(".")[0], target.split(".")[0]
-    if target_part in APPS and target.split(".")[1:2] == ["api"] and module != f"{target_part}.urls":
+    inside_api = module == f"{target_part}.api" or module.startswith(f"{target_part}.api.")
+    if target_part in APPS and target.split(".")[1:2] == ["api"] and module != f"{target_part}.urls" and not inside_api:
         return (
             f"only {target_part}.urls imports {target_part}.api (views, services and other apps use services/selectors)"
         )
@@ -252,6 +253,8 @@ def test_the_rules_refuse_deliberately_wrong_imports():
     for (module, target), why in wrong.items():
         assert forbidden_reason(module=module, target=target), why
     assert forbidden_reason(module="agents.urls", target="agents.api") is None
+    assert forbidden_reason(module="prompts.api.views", target="prompts.api.serializers") is None  # one package
+    assert forbidden_reason(module="prompts.views", target="prompts.api.serializers") is not None
     assert forbidden_reason(module="agents.runs", target="prompts.selectors.rendering") is None
     assert forbidden_reason(module="experiments.runner", target="agent_platform.llm.client") is None
 
