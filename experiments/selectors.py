@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
@@ -151,7 +150,3 @@ def human_score_summary(*, scores) -> dict[str, Any]:
         "mean_rating": (sum(ratings) / len(ratings)) if ratings else None,
         "labels": labels,
     }
-
-
-def jsonable(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

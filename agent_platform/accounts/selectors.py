@@ -16,10 +16,6 @@ def api_keys_of_user(*, user) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(user=user)
 
 
-def team_ids_of_user(*, user) -> list[int]:
-    return list(user.teams.values_list("id", flat=True)) if user and user.is_authenticated else []
-
-
 def user_needs_otp(*, user) -> bool:
     """Whether every way in must check a one-time password for this user: always when the user has a confirmed
     device; for staff also when ADMIN_REQUIRE_OTP (production) is on, enrolled or not."""

@@ -1,4 +1,6 @@
-from rest_framework.pagination import CursorPagination, PageNumberPagination
+"""Page-number paging of API lists (`?page=`, `?page_size=` up to 200)."""
+
+from rest_framework.pagination import PageNumberPagination
 
 
 class PagePagination(PageNumberPagination):
@@ -7,12 +9,3 @@ class PagePagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
-
-
-class CreatedCursorPagination(CursorPagination):
-    """Stable, index-friendly paging for large, append-mostly tables (traces, cost records)."""
-
-    page_size = 50
-    page_size_query_param = "page_size"
-    max_page_size = 200
-    ordering = "-created_at"

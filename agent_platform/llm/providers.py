@@ -368,14 +368,3 @@ def register_provider(name: str, provider: Provider) -> None:
 
 def unregister_provider(name: str) -> None:
     _custom.pop(name, None)
-
-
-def get_provider(name: str) -> Provider:
-    """The provider serving models of litellm provider `name`."""
-    if name in _custom:
-        return _custom[name]
-    if name == "mock":
-        from agent_platform.llm.mock import mock_provider_for
-
-        return mock_provider_for("mock/default")
-    return litellm_provider

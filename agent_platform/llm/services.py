@@ -42,15 +42,6 @@ def credential_create(
     return credential
 
 
-@transaction.atomic
-def credential_set_key(*, credential: ProviderCredential, api_key: str) -> ProviderCredential:
-    if not api_key or not api_key.strip():
-        raise ValidationFailed("api_key: a key is required.", field="api_key")
-    credential.set_api_key(api_key.strip())
-    credential.save(update_fields=["encrypted_api_key", "key_hint", "updated_at"])
-    return credential
-
-
 @dataclass(frozen=True)
 class RotationResult:
     total: int

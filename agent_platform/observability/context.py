@@ -82,15 +82,6 @@ def use_trace(ctx: TraceContext | None) -> Iterator[TraceContext | None]:
         _trace.reset(token)
 
 
-def ensure_trace() -> TraceContext:
-    """The current trace context, opening a new trace if there is none."""
-    ctx = _trace.get()
-    if ctx is None:
-        ctx = TraceContext(trace_id=new_trace_id())
-        _trace.set(ctx)
-    return ctx
-
-
 def parse_traceparent(value: str | None) -> TraceContext | None:
     if not value:
         return None
