@@ -24,10 +24,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def masked(self, obj: ApiKey) -> str:
         return f"ap_{obj.prefix}_…"
 
-    def get_form(self, request, obj=None, **kwargs):
+    def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = ApiKeyCreateForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
         if obj is None:

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from django_otp import devices_for_user
@@ -32,9 +32,7 @@ class IssuedKey:
 
 
 @transaction.atomic
-def api_key_create(
-    *, user: AbstractBaseUser, name: str, expires_at: datetime | None = None, team: Team | None = None
-) -> IssuedKey:
+def api_key_create(*, user: User, name: str, expires_at: datetime | None = None, team: Team | None = None) -> IssuedKey:
     prefix = secrets.token_hex(4)
     raw_key = f"{KEY_NAMESPACE}_{prefix}_{secrets.token_urlsafe(32)}"
     api_key = ApiKey.objects.create(
@@ -60,7 +58,7 @@ def api_key_touch(*, api_key: ApiKey) -> None:
 
 
 @transaction.atomic
-def team_create(*, name: str, members: list[AbstractBaseUser] | None = None) -> Team:
+def team_create(*, name: str, members: list[User] | None = None) -> Team:
     team = Team.objects.create(name=name)
     if members:
         team.members.set(members)
@@ -68,7 +66,7 @@ def team_create(*, name: str, members: list[AbstractBaseUser] | None = None) -> 
 
 
 @transaction.atomic
-def otp_verify(*, user: AbstractBaseUser, token: str, device_id: str | None = None) -> Device | None:
+def otp_verify(*, user: User, token: str, device_id: str | None = None) -> Device | None:
     """The user's confirmed device that accepts `token` (consuming it: a TOTP step or a backup code is good once),
     or None. Without `device_id`, a token of digits is tried on the TOTP devices and any other on the backup-code
     devices, so a typo does not count as a failed attempt against every device (django-otp throttles per device)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -10,7 +11,7 @@ import structlog
 from agent_platform.observability.context import current_request_id, current_trace
 
 
-def add_context(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_context(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     request_id = current_request_id()
     if request_id:
         event_dict.setdefault("request_id", request_id)
@@ -22,7 +23,7 @@ def add_context(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[
     return event_dict
 
 
-SHARED_PROCESSORS = [
+SHARED_PROCESSORS: list[structlog.typing.Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
