@@ -174,11 +174,6 @@ def _editable(request, agent: AgentDefinition) -> AgentDefinition:
     return agent
 
 
-def _check_team(request, team: Team | None) -> None:
-    if team is not None and not request.user.is_staff and not team.members.filter(id=request.user.id).exists():
-        raise PlatformError("You are not a member of this team.", code="POLICY_DENIED", field="team")
-
-
 class AgentListView(APIView):
     pagination_class = PagePagination
 
@@ -204,9 +199,7 @@ class AgentListView(APIView):
         serializer = AgentWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        team = data.pop("team", None)
-        _check_team(request, team)
-        agent = services.agent_create(data=data, owner=request.user, team=team)
+        agent = services.agent_create(data=data, owner=request.user, team=data.pop("team", None))
         return Response(AgentSerializer(agent).data, status=status.HTTP_201_CREATED)
 
 
@@ -219,10 +212,7 @@ class AgentDetailView(APIView):
         agent = _editable(request, selectors.agent_get(slug=slug, user=request.user))
         serializer = AgentWriteSerializer(instance=agent, data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
-        data = dict(serializer.validated_data)
-        if "team" in data:
-            _check_team(request, data["team"])
-        agent = services.agent_update(agent=agent, data=data)
+        agent = services.agent_update(agent=agent, data=dict(serializer.validated_data), user=request.user)
         return Response(AgentSerializer(agent).data)
 
     @extend_schema(request=AgentWriteSerializer, responses=AgentSerializer)

@@ -20,6 +20,8 @@ from django.db import connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
+from agent_platform.accounts.selectors import team_require_usable
+from agent_platform.accounts.types import Actor
 from agent_platform.api.errors import PlatformError, ValidationFailed
 from agent_platform.llm import client as llm
 from agent_platform.observability.context import current_trace, new_trace_id
@@ -115,6 +117,7 @@ def _require_valid(agent: AgentDefinition) -> None:
 
 @transaction.atomic
 def agent_create(*, data: dict[str, Any], owner=None, team=None) -> AgentDefinition:
+    team_require_usable(team=team, user=owner)
     agent = AgentDefinition(owner=owner, team=team, **{k: v for k, v in data.items() if k in AGENT_FIELDS})
     _require_valid(agent)
     _check_prompt_reference(agent=agent)
@@ -123,7 +126,10 @@ def agent_create(*, data: dict[str, Any], owner=None, team=None) -> AgentDefinit
 
 
 @transaction.atomic
-def agent_update(*, agent: AgentDefinition, data: dict[str, Any]) -> AgentDefinition:
+def agent_update(*, agent: AgentDefinition, data: dict[str, Any], user: Actor = None) -> AgentDefinition:
+    """Change `agent`; moving it to a team is for that team's members and staff (`user`, None for the platform)."""
+    if "team" in data and data["team"] != agent.team:
+        team_require_usable(team=data["team"], user=user)
     changed = []
     for key, value in data.items():
         if key in (*AGENT_FIELDS, "team") and getattr(agent, key) != value:

@@ -28,6 +28,7 @@ ALLOWED_EDGES: dict[tuple[str, str], tuple[str, ...]] = {
 # the shared parts below. The engine, providers and registry stay behind the facade.
 PLATFORM_MODULES = (
     "agent_platform.accounts.models",
+    "agent_platform.accounts.selectors",
     "agent_platform.accounts.services",
     "agent_platform.accounts.types",
     "agent_platform.api.errors",

@@ -4,8 +4,9 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django_otp import user_has_device
 
-from agent_platform.accounts.models import ApiKey
+from agent_platform.accounts.models import ApiKey, Team
 from agent_platform.accounts.services import hash_key
+from agent_platform.accounts.types import Actor
 
 
 def api_key_by_raw(*, raw_key: str) -> ApiKey | None:
@@ -24,3 +25,31 @@ def user_needs_otp(*, user) -> bool:
     if settings.ADMIN_REQUIRE_OTP and user.is_staff:
         return True
     return user_has_device(user, confirmed=True)
+
+
+def team_usable_by(*, team: Team | None, user: Actor) -> bool:
+    """Whether `user` may put something (an agent, a prompt) in `team`, creating it there or moving it there:
+    the team's members and staff (None, the platform itself, may)."""
+    if team is None or user is None:
+        return True
+    if not user.is_authenticated:
+        return False
+    return bool(user.is_staff) or team.members.filter(pk=user.pk).exists()
+
+
+def team_require_usable(*, team: Team | None, user: Actor) -> None:
+    """403 POLICY_DENIED on the `team` field unless `team_usable_by`: the one rule for every app's writes."""
+    from agent_platform.api.errors import PlatformError  # DRF's settings import this module via authentication
+
+    if not team_usable_by(team=team, user=user):
+        raise PlatformError("team: you are not a member of this team.", code="POLICY_DENIED", field="team")
+
+
+def team_get(*, team_id: int) -> Team:
+    """The team a request names, or 422 VALIDATION_ERROR on the `team` field (membership is checked on write)."""
+    from agent_platform.api.errors import PlatformError
+
+    team = Team.objects.filter(pk=team_id).first()
+    if team is None:
+        raise PlatformError(f"team: no team {team_id}.", code="VALIDATION_ERROR", field="team")
+    return team

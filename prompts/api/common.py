@@ -6,6 +6,7 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter
 
+from agent_platform.accounts.selectors import team_get
 from agent_platform.api.errors import PlatformError
 from prompts import selectors
 from prompts.api.serializers import PromptSerializer
@@ -27,17 +28,9 @@ def int_param(request, name: str) -> int | None:
     return value
 
 
-def team_for(request, team_id: int | None):
-    if team_id is None:
-        return None
-    team = request.user.teams.filter(pk=team_id).first()
-    if team is None and request.user.is_staff:
-        from agent_platform.accounts.models import Team
-
-        team = Team.objects.filter(pk=team_id).first()
-    if team is None:
-        raise PlatformError("team: no such team among yours.", code="VALIDATION_ERROR", field="team")
-    return team
+def team_for(team_id: int | None):
+    """The team a request names (whether the caller may use it is the services' rule)."""
+    return None if team_id is None else team_get(team_id=team_id)
 
 
 def prompt_body(prompt: Prompt) -> dict[str, Any]:

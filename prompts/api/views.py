@@ -46,7 +46,7 @@ class PromptListView(APIView):
         serializer = PromptWriteSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
-        data["team"] = team_for(request, data.pop("team", None))
+        data["team"] = team_for(data.pop("team", None))
         data.setdefault("change_note", "Created")
         prompt = services.prompt_create(user=request.user, **data)
         return Response(prompt_body(prompt), status=status.HTTP_201_CREATED)
@@ -74,7 +74,7 @@ class PromptDetailView(APIView):
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         if "team" in data:
-            data["team"] = team_for(request, data["team"])
+            data["team"] = team_for(data["team"])
         note = data.pop("change_note", "")
         prompt = services.prompt_update(name=name, user=request.user, change_note=note, **data)
         return Response(prompt_body(prompt))

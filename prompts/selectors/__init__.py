@@ -14,7 +14,6 @@ from prompts.selectors.access import (
     prompt_require_readable,
     prompt_writable_by,
     prompts_readable_by_all,
-    team_usable_by,
     visible_prompts,
 )
 from prompts.selectors.diff import VersionDiff, compare_versions
@@ -69,7 +68,6 @@ __all__ = [
     "render_version",
     "review_list",
     "stickiness_key_from_caller",
-    "team_usable_by",
     "use_prompt",
     "version_exists",
     "version_is_approved",

@@ -27,8 +27,6 @@ from prompts.models import Prompt
 if TYPE_CHECKING:
     from django.contrib.auth.models import AnonymousUser, User
 
-    from agent_platform.accounts.models import Team
-
 
 def not_found(message: str, **details: Any) -> PlatformError:
     return PlatformError(message, code="PROMPT_NOT_FOUND", details=details)
@@ -78,15 +76,6 @@ def prompt_writable_by(*, prompt: Prompt, user: Actor) -> bool:
     if _is_staff(user) or (prompt.created_by_id is not None and prompt.created_by_id == user.pk):
         return True
     return prompt.team_id is not None and user.teams.filter(pk=prompt.team_id).exists()
-
-
-def team_usable_by(*, team: Team | None, user: Actor) -> bool:
-    """Whether `user` may give a prompt to `team` (create it there or move it there): members and staff."""
-    if team is None or user is None:
-        return True
-    if not user.is_authenticated:
-        return False
-    return _is_staff(user) or team.members.filter(pk=user.pk).exists()
 
 
 @dataclass(frozen=True)

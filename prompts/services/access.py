@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from agent_platform.accounts.selectors import team_require_usable
 from agent_platform.accounts.types import Actor
 from agent_platform.api.errors import PlatformError
 from prompts.models import (
@@ -12,7 +13,6 @@ from prompts.models import (
 from prompts.selectors import (
     prompt_by_name,
     prompt_writable_by,
-    team_usable_by,
 )
 
 if TYPE_CHECKING:
@@ -44,5 +44,4 @@ def require_writable(*, prompt: Prompt, user: Actor, action: str) -> None:
 
 
 def require_team_usable(*, team: Team | None, user: Actor) -> None:
-    if not team_usable_by(team=team, user=user):
-        raise PlatformError("team: you are not a member of this team.", code="POLICY_DENIED", field="team")
+    team_require_usable(team=team, user=user)
