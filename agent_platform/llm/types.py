@@ -25,8 +25,9 @@ class ToolCall:
 class LLMUsage:
     input_tokens: int = 0
     output_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
+    cached_tokens: int = 0  # part of input_tokens
+    reasoning_tokens: int = 0  # part of output_tokens
+    cache_write_tokens: int = 0  # part of input_tokens (Anthropic's cache_creation_input_tokens)
 
     @property
     def total_tokens(self) -> int:

@@ -97,8 +97,9 @@ class LLMCallRecord:
     finish_reason: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
+    cached_tokens: int = 0  # part of input_tokens
+    reasoning_tokens: int = 0  # part of output_tokens
+    cache_write_tokens: int = 0  # part of input_tokens
     latency_ms: float = 0.0
     time_to_first_token_ms: float | None = None
     stream: bool = False
