@@ -23,7 +23,7 @@ class ObservedTask(Task):
         finally:
             from agent_platform.observability.hooks import hub
 
-            hub.flush()
+            hub.flush(settle=True)  # before the worker acknowledges the task: its cost records are stored
 
 
 app = Celery("agent_platform", task_cls=ObservedTask)

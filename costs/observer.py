@@ -113,6 +113,10 @@ class CostObserver(Observer):
     def flush(self) -> None:
         self.buffer.flush()
 
+    def settle(self) -> None:
+        if not self.buffer.settle():
+            logger.error("costs: buffered cost records are not all stored (kept for the next flush)")
+
     def _write(self, items: list[tuple[str, Any, Any]]) -> None:
         from costs.services import cost_record_build, cost_records_write
 

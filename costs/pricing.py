@@ -329,13 +329,16 @@ def price_usage(
     output_tokens: int,
     cached_tokens: int,
     reasoning_tokens: int,
+    cache_write_tokens: int = 0,
+    failed: bool = False,
 ) -> Decimal | None:
     """The hub's `Pricer` (registered in `CostsConfig.ready()`): what a call with this usage cost at `at`, from the
     cache (reloaded first when stale, outside an event loop); None when no price matches."""
     price = price_cache.price_for(provider=provider, model=model, at=at)
     if price is None:
         return None
-    return compute_cost(price, Tokens(input_tokens, output_tokens, cached_tokens, reasoning_tokens))
+    tokens = Tokens(input_tokens, output_tokens, cached_tokens, reasoning_tokens, cache_write_tokens)
+    return compute_cost(price, tokens, failed=failed)
 
 
 def bump_price_version() -> None:

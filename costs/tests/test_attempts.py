@@ -91,6 +91,9 @@ def test_a_failed_attempt_is_recorded_with_its_error_and_costs_nothing_then_the_
     assert failed.cost == 0 and failed.request_cost == 0 and failed.call_id == ok.call_id
     assert ok.status == "ok" and ok.error_code == "" and ok.cost > Decimal("0.01")
     assert response.cost == _records_total() == ok.cost
+    from traces.models import Trace
+
+    assert Trace.objects.get(trace_id=ok.trace_id).cost == response.cost  # the trace prices attempts alike
 
 
 def test_a_price_that_bills_failed_requests_charges_the_per_request_price_for_each_failure(fake_endpoint):
@@ -104,6 +107,9 @@ def test_a_price_that_bills_failed_requests_charges_the_per_request_price_for_ea
     failed = CostRecord.objects.filter(status="error")
     assert failed.count() == 2 and {r.cost for r in failed} == {Decimal("0.01")}
     assert response.cost == _records_total()
+    from traces.models import Trace
+
+    assert Trace.objects.get(trace_id=failed[0].trace_id).cost == response.cost
 
 
 def test_a_call_that_fails_on_every_attempt_is_refused_and_its_records_cost_nothing(fake_endpoint):
@@ -333,3 +339,20 @@ def test_the_litellm_import_maps_the_cache_write_price():
     )
     price = Price.objects.get(model="claude-x")
     assert price.cache_write_per_million == Decimal("3.75") and price.cached_input_per_million == Decimal("0.3")
+
+
+# --- durable before the task is acknowledged -----------------------------------------------------------------------
+
+
+async def test_a_task_end_waits_for_cost_records_already_handed_to_the_writer_thread(user):
+    from asgiref.sync import sync_to_async
+
+    from costs.observer import observer
+
+    with bind_caller(user_id=user.pk):
+        for _ in range(3):
+            hub.emit_llm_call(llm_record())
+    observer.flush()  # inside the loop: the batch goes to the background writer
+    assert not len(observer.buffer)
+    await sync_to_async(hub.flush)(settle=True)  # what a task does before its worker acknowledges it
+    assert await CostRecord.objects.acount() == 3
