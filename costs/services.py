@@ -277,7 +277,7 @@ def _insert_new(records: list[CostRecord]) -> set[str]:
         query = InsertQuery(CostRecord, on_conflict=OnConflict.IGNORE)
         query.insert_values(fields, records[i : i + batch])
         rows = query.get_compiler(using=using).execute_sql(returning_fields=[attempt_field])
-        inserted.update(row[0] for row in rows)
+        inserted.update(row[0] for row in rows if row is not None)  # one row skipped: Django gives None
     return inserted
 
 
