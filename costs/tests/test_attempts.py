@@ -356,3 +356,25 @@ async def test_a_task_end_waits_for_cost_records_already_handed_to_the_writer_th
     assert not len(observer.buffer)
     await sync_to_async(hub.flush)(settle=True)  # what a task does before its worker acknowledges it
     assert await CostRecord.objects.acount() == 3
+
+
+@pytest.mark.worker
+def test_through_a_worker_a_run_with_a_failed_attempt_is_recorded_and_costed_before_the_task_is_done(
+    celery_worker, fake_openai, user
+):
+    import uuid
+
+    from agents.services import agent_create, run_start
+
+    _fake_price(bills_failed_requests=True)
+    name = f"fake-{uuid.uuid4().hex[:8]}"  # a fresh endpoint name: the worker caches endpoints by name
+    create_endpoint_for_fake_server(fake_openai, name=name)
+    agent = agent_create(data={"slug": "helper", "name": "Helper", "model_endpoint": name, "system_prompt_text": "Hi"})
+    fake_openai.enqueue(fault="500")
+    fake_openai.enqueue(content="All good.")
+    run = run_start(agent=agent, input="Hello", user=user, wait=True, wait_seconds=60)
+    assert run.status == "succeeded", (run.status, run.error_code, celery_worker.log())
+    celery_worker.wait_idle()  # the task is done (acknowledged): its records must be stored by now
+    records = CostRecord.objects.filter(run_id=str(run.id))
+    assert records.count() == len(fake_openai.requests) == 2
+    assert run.cost == _records_total(run_id=str(run.id)) > Decimal("0.02")
