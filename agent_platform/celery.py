@@ -132,6 +132,20 @@ def _close_old_connections(task=None, **_kwargs) -> None:
     close_old_connections()
 
 
+_in_worker = [False]
+
+
+def in_worker() -> bool:
+    """Whether this process runs tasks for a Celery worker (not eager tasks in a web process or a test)."""
+    return _in_worker[0]
+
+
+@signals.worker_process_init.connect  # a prefork pool's child
+@signals.worker_init.connect  # the solo and thread pools run tasks in the worker's own process
+def _mark_worker(**_kwargs) -> None:
+    _in_worker[0] = True
+
+
 @signals.worker_shutdown.connect
 def _flush_on_shutdown(**_kwargs) -> None:
     from agent_platform.observability.hooks import hub

@@ -94,7 +94,12 @@ class CostRecord(models.Model):
     A failed attempt keeps its `error_code` (status "error") and costs what the vendor bills for it: its reported
     tokens, plus the per-request price only when the price row bills failed requests. `cost` is the sum of the
     per-kind costs (input, output, cached read, cache write, reasoning) and the per-request price.
+
+    In a Celery worker an attempt is recorded before its request is sent, with status "started", and completed
+    when the call ends: a "started" record that stays so is a request a killed worker sent (usage unknown).
     """
+
+    STARTED = "started"
 
     attempt_id = models.CharField(max_length=64, unique=True)
     call_id = models.CharField(max_length=64, blank=True)

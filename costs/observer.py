@@ -6,6 +6,8 @@ its price; the `CostRecord` instance, budget charges and alerts are built in `fl
 `abefore_llm_call` costs nothing unless a hard budget applies to the caller (in-process index); stale caches are
 refreshed from a background thread, so the loop never waits for them once they are loaded. A budget check that
 fails (database locked or down) refuses the call with `BUDGET_CHECK_FAILED`: budgets fail closed.
+In a Celery worker (where a kill -9 would lose the buffer) each attempt is also stored as "started" before its
+request (one insert, off the loop) and its record is written as soon as it ends (by the writer thread).
 LLM spans ingested from outside applications arrive through `on_ingested_llm_spans` (one call per ingest request)
 and become cost records at once. `CostsConfig.ready()` also registers the price table as the hub's pricer.
 """
@@ -19,6 +21,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from agent_platform.api.errors import PlatformError
+from agent_platform.celery import in_worker
 from agent_platform.observability.buffer import BatchBuffer
 from agent_platform.observability.hooks import LLMCallEstimate, LLMCallRecord, Observer
 from costs.budgets import budget_index
@@ -49,6 +52,17 @@ def warm_prices(load: Callable[[], object]) -> None:
         logger.warning("loading the price cache failed", exc_info=True)
 
 
+def record_start(estimate: LLMCallEstimate) -> None:
+    """In a worker, store the attempt before its request goes out, so that a worker killed during the call (whose
+    buffer dies with it) still leaves a record of the request. A failure here only loses that safety net."""
+    from costs.services import cost_record_start
+
+    try:
+        cost_record_start(estimate=estimate)
+    except Exception:
+        logger.warning("recording the start of attempt %s failed", estimate.attempt_id, exc_info=True)
+
+
 class CostObserver(Observer):
     name = "costs"
 
@@ -57,6 +71,16 @@ class CostObserver(Observer):
 
     # --- before the call: hard budgets -------------------------------------------------------------------------
     def before_llm_call(self, estimate: LLMCallEstimate) -> None:
+        self._check_budgets(estimate)
+        if in_worker():
+            record_start(estimate)
+
+    async def abefore_llm_call(self, estimate: LLMCallEstimate) -> None:
+        await self._acheck_budgets(estimate)
+        if in_worker():
+            await sync_to_async(record_start, thread_sensitive=False)(estimate)
+
+    def _check_budgets(self, estimate: LLMCallEstimate) -> None:
         from costs.services import budget_reserve_for_estimate
 
         warm_prices(price_cache.rows)
@@ -69,7 +93,7 @@ class CostObserver(Observer):
         except Exception as exc:
             raise budget_check_failed(estimate, exc) from exc
 
-    async def abefore_llm_call(self, estimate: LLMCallEstimate) -> None:
+    async def _acheck_budgets(self, estimate: LLMCallEstimate) -> None:
         from costs.services import budget_reserve_for_estimate
 
         # keep prices warm for on_llm_call, which runs in the loop: only a cold cache is waited for
@@ -94,15 +118,22 @@ class CostObserver(Observer):
         from costs.services import price_llm_call
 
         if not record.is_billed:
-            self.buffer.add(("release", record.attempt_id, None))
+            self._buffer(("release", record.attempt_id, None))
             return None
         if not in_event_loop():
             price_cache.rows()  # sync callers may (re)load the cache here; in a loop it is used as it is
         priced = price_llm_call(record)
-        self.buffer.add(("record", record, priced))
+        self._buffer(("record", record, priced))
         if priced is None or priced[0] is None:
             return None
         return {"cost": priced[1].total}
+
+    def _buffer(self, item: tuple[str, Any, Any]) -> None:
+        self.buffer.add(item)
+        if in_worker():
+            # the attempt's record was stored as "started": complete it now (in a loop, from the writer thread),
+            # not at the task's end, so that a worker killed later leaves it as it ended
+            self.buffer.flush()
 
     def on_ingested_llm_spans(self, spans: list[dict[str, Any]], *, user_id: int | None) -> None:
         from costs.services import cost_records_from_spans

@@ -242,7 +242,8 @@ def cost_records_write(*, records: list[CostRecord], released_attempts: list[str
         if record.attempt_id not in seen:
             seen.add(record.attempt_id)
             fresh.append(record)
-    stored = set(CostRecord.objects.filter(attempt_id__in=seen).values_list("attempt_id", flat=True)) if seen else set()
+    done = CostRecord.objects.filter(attempt_id__in=seen).exclude(status=CostRecord.STARTED) if seen else None
+    stored = set(done.values_list("attempt_id", flat=True)) if done is not None else set()
     fresh = [r for r in fresh if r.attempt_id not in stored]
     for record in fresh:
         if record.price_id is None and not record.unpriced and not getattr(record, "_cost_given", False):
@@ -250,11 +251,64 @@ def cost_records_write(*, records: list[CostRecord], released_attempts: list[str
     fresh.sort(key=lambda r: r.attempt_id)  # one lock order on the unique index: concurrent flushes cannot deadlock
     with transaction.atomic():
         inserted = _insert_new(fresh)
+        inserted |= _complete_started([r for r in fresh if r.attempt_id not in inserted])
+        if released_attempts:  # never reached the vendor: a record of its start would claim it did
+            CostRecord.objects.filter(attempt_id__in=released_attempts, status=CostRecord.STARTED).delete()
         budget_settle(
             costs={r.attempt_id: (r.cost, r) for r in fresh if r.attempt_id in inserted},
             released_attempts=released_attempts or [],
         )
     return len(inserted)
+
+
+def cost_record_start(*, estimate: LLMCallEstimate) -> bool:
+    """Store an attempt as "started" before its request is sent (in a worker: see `CostRecord`); the record of its
+    end completes it. False when the attempt is already stored."""
+    caller = estimate.caller
+    record = CostRecord(
+        attempt_id=estimate.attempt_id,
+        call_id=estimate.call_id,
+        created_at=estimate.started_at or timezone.now(),
+        trace_id=estimate.trace_id,
+        span_id=estimate.span_id,
+        run_id=caller.run_id or "",
+        agent_id=caller.agent_id,
+        agent_slug=caller.agent_slug or "",
+        user_id=caller.user_id,
+        api_key_id=caller.api_key_id,
+        team_id=caller.team_id,
+        experiment_id=caller.experiment_id,
+        provider=estimate.provider or "",
+        model=estimate.model or "",
+        endpoint=estimate.endpoint or "",
+        status=CostRecord.STARTED,
+    )
+    with transaction.atomic():
+        return bool(_insert_new([record]))
+
+
+def _complete_started(records: list[CostRecord]) -> set[str]:
+    """Fill in the records stored as "started" with how their attempts ended; their attempt ids (to be charged).
+    The rows are locked first, so of two concurrent flushes of one attempt only the first completes (and charges)
+    it: the second finds it no longer started."""
+    if not records:
+        return set()
+    by_attempt = {r.attempt_id: r for r in records}
+    started = (
+        CostRecord.objects.select_for_update()
+        .filter(attempt_id__in=list(by_attempt), status=CostRecord.STARTED)
+        .order_by("attempt_id")
+        .values_list("attempt_id", "pk")
+    )
+    completed = []
+    for attempt_id, pk in started:
+        record = by_attempt[attempt_id]
+        record.pk = pk
+        completed.append(record)
+    if completed:
+        fields = [f.name for f in CostRecord._meta.concrete_fields if not f.primary_key and f.name != "attempt_id"]
+        CostRecord.objects.bulk_update(completed, fields, batch_size=200)
+    return {r.attempt_id for r in completed}
 
 
 def _insert_new(records: list[CostRecord]) -> set[str]:

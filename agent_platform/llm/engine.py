@@ -379,7 +379,9 @@ def _usable(endpoint: ResolvedEndpoint, call: _Call, estimated: int, *, primary:
 _SKIP = "\x00skip"
 
 
-async def _before(call: _Call, endpoint: ResolvedEndpoint, params: dict, estimated: int, span_id: str) -> None:
+async def _before(
+    call: _Call, endpoint: ResolvedEndpoint, params: dict, estimated: int, span_id: str, started_at: datetime
+) -> None:
     if not hub.observers:
         return
     await hub.abefore_llm_call(
@@ -392,6 +394,10 @@ async def _before(call: _Call, endpoint: ResolvedEndpoint, params: dict, estimat
             max_output_tokens=int(params.get("max_tokens") or params.get("max_completion_tokens") or 0)
             or (endpoint.max_output_tokens or 0),
             caller=call.caller,
+            call_id=call.call_id,
+            trace_id=call.trace_id,
+            span_id=span_id,
+            started_at=started_at,
         )
     )
 
@@ -399,7 +405,7 @@ async def _before(call: _Call, endpoint: ResolvedEndpoint, params: dict, estimat
 async def _guarded_before(call, ep, params, estimated, span_id, started_at, started) -> None:
     """The budget hook; a refusal or a cancellation still leaves one (unbilled) record for the attempt."""
     try:
-        await _before(call, ep, params, estimated, span_id)
+        await _before(call, ep, params, estimated, span_id, started_at)
     except PlatformError as exc:
         _emit(
             call,

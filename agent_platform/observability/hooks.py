@@ -66,7 +66,7 @@ class SpanRecord:
 
 @dataclass
 class LLMCallEstimate:
-    """What is known before an attempt: enough to reserve budget."""
+    """What is known before an attempt: enough to reserve budget (and to record that the attempt is starting)."""
 
     attempt_id: str
     endpoint: str
@@ -75,6 +75,10 @@ class LLMCallEstimate:
     estimated_input_tokens: int
     max_output_tokens: int
     caller: Caller = field(default_factory=Caller)
+    call_id: str = ""
+    trace_id: str = ""
+    span_id: str = ""
+    started_at: datetime | None = None
 
 
 @dataclass

@@ -378,3 +378,102 @@ def test_through_a_worker_a_run_with_a_failed_attempt_is_recorded_and_costed_bef
     records = CostRecord.objects.filter(run_id=str(run.id))
     assert records.count() == len(fake_openai.requests) == 2
     assert run.cost == _records_total(run_id=str(run.id)) > Decimal("0.02")
+
+
+@pytest.fixture
+def own_worker(settings):
+    """A real worker on this test's own queue (the session's shared worker must not take the task), which the test
+    may kill."""
+    import uuid
+
+    from agent_platform.celery import app
+    from tests.support.worker import CeleryWorker, worker_environment
+
+    if not (settings.USING_POSTGRES and settings.REDIS_URL):
+        pytest.skip("needs PostgreSQL (DATABASE_URL) and Redis (REDIS_URL): a real worker shares the test database")
+    previous = app.conf.task_default_queue
+    queue = f"{previous}-costs-{uuid.uuid4().hex[:6]}"
+    settings.CELERY_TASK_DEFAULT_QUEUE = app.conf.task_default_queue = queue
+    worker = CeleryWorker(env=worker_environment(CELERY_QUEUE=queue), concurrency=1)
+    worker.start()
+    yield worker
+    worker.stop()
+    app.conf.task_default_queue = previous
+
+
+def _wait_until(predicate, *, what: str, log, timeout: float = 60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}\n{log()}")
+
+
+@pytest.mark.worker
+def test_a_worker_killed_mid_call_leaves_one_record_per_vendor_request(own_worker, fake_openai, user):
+    import uuid
+
+    from agents.services import agent_create, run_start
+
+    _fake_price(bills_failed_requests=True)
+    name = f"fake-{uuid.uuid4().hex[:8]}"
+    create_endpoint_for_fake_server(fake_openai, name=name, timeout_seconds=120)
+    agent = agent_create(data={"slug": "helper", "name": "Helper", "model_endpoint": name, "system_prompt_text": "Hi"})
+    fake_openai.enqueue(fault="500")  # the first attempt fails (billed its per-request price)...
+    fake_openai.enqueue(fault="hang")  # ...and the worker dies during the retry
+    run = run_start(agent=agent, input="Hello", user=user)
+    records = CostRecord.objects.filter(run_id=str(run.id))
+    _wait_until(lambda: len(fake_openai.requests) == 2, what="the retry to reach the vendor", log=own_worker.log)
+    _wait_until(lambda: records.filter(status="error").exists(), what="the failed attempt", log=own_worker.log)
+    own_worker.kill()
+    assert records.count() == len(fake_openai.requests) == 2
+    assert sorted(records.values_list("status", flat=True)) == ["error", "started"]
+    assert records.get(status="error").cost == Decimal("0.01")
+
+
+def _estimate_for(record):
+    from agent_platform.observability.hooks import LLMCallEstimate
+
+    return LLMCallEstimate(
+        attempt_id=record.attempt_id,
+        endpoint=record.endpoint,
+        model=record.model,
+        provider=record.provider,
+        estimated_input_tokens=100,
+        max_output_tokens=50,
+        caller=record.caller,
+        call_id=record.call_id,
+        trace_id=record.trace_id,
+        span_id=record.span_id,
+        started_at=record.started_at,
+    )
+
+
+def test_an_attempt_stored_as_started_is_completed_and_charged_once_when_it_ends(user):
+    from costs.services import cost_record_start
+
+    budget = budget_save(budget=Budget(name="soft", scope="user", scope_id=user.pk, limit=Decimal("10")))
+    with bind_caller(user_id=user.pk, run_id="run-1"):
+        record = llm_record()
+    assert cost_record_start(estimate=_estimate_for(record))
+    started = CostRecord.objects.get()
+    assert (started.status, started.cost, started.run_id, started.user_id) == ("started", 0, "run-1", user.pk)
+    assert cost_records_write(records=[cost_record_build(record)]) == 1
+    assert cost_records_write(records=[cost_record_build(record)]) == 0  # a second flush: neither stored nor charged
+    stored = CostRecord.objects.get()
+    budget.refresh_from_db()
+    assert stored.pk == started.pk and stored.status == "ok" and stored.cost > 0 and budget.spent == stored.cost
+
+
+def test_an_attempt_stored_as_started_that_never_reached_the_vendor_leaves_no_record(user):
+    from costs.services import cost_record_start
+
+    with bind_caller(user_id=user.pk):
+        record = llm_record(billable=False, status="error")
+    cost_record_start(estimate=_estimate_for(record))
+    hub.emit_llm_call(record)
+    hub.flush()
+    assert not CostRecord.objects.exists()
