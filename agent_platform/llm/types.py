@@ -45,7 +45,7 @@ class LLMResponse:
     usage: LLMUsage
     latency_ms: float
     time_to_first_token_ms: float | None
-    cost: Decimal | None  # from observers' annotations (costs app); None if unpriced/unknown
+    cost: Decimal | None  # of every attempt of the call (observers' annotations: costs app); None if unpriced/unknown
     call_id: str
     trace_id: str | None
     span_id: str | None  # the span of the successful attempt
