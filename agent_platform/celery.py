@@ -23,7 +23,7 @@ class ObservedTask(Task):
         finally:
             from agent_platform.observability.hooks import hub
 
-            hub.flush()
+            hub.flush(settle=True)  # before the worker acknowledges the task: its cost records are stored
 
 
 app = Celery("agent_platform", task_cls=ObservedTask)
@@ -130,6 +130,20 @@ def _close_old_connections(task=None, **_kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+_in_worker = [False]
+
+
+def in_worker() -> bool:
+    """Whether this process runs tasks for a Celery worker (not eager tasks in a web process or a test)."""
+    return _in_worker[0]
+
+
+@signals.worker_process_init.connect  # a prefork pool's child
+@signals.worker_init.connect  # the solo and thread pools run tasks in the worker's own process
+def _mark_worker(**_kwargs) -> None:
+    _in_worker[0] = True
 
 
 @signals.worker_shutdown.connect

@@ -91,6 +91,10 @@ class Totals:
         if response.cost is not None:
             self.cost = (self.cost or Decimal(0)) + Decimal(response.cost)
 
+    def add_cost(self, cost: Decimal | None) -> None:
+        if cost is not None:
+            self.cost = (self.cost or Decimal(0)) + Decimal(cost)
+
     def add(self, other: Totals) -> None:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
@@ -291,16 +295,20 @@ class Orchestrator:
             "pii_mask": self.spec.pii_mask,
         }
         response: LLMResponse | None = None
-        if stream:
-            async for chunk in llm.astream(**kwargs):
-                if chunk.delta and emit_tokens:
-                    self._emit("token", {"text": chunk.delta})
-                if chunk.response is not None:
-                    response = chunk.response
-            if response is None:
-                raise PlatformError("The model's stream ended without a response.", code="LLM_API_ERROR")
-        else:
-            response = await llm.acomplete(**kwargs)
+        try:
+            if stream:
+                async for chunk in llm.astream(**kwargs):
+                    if chunk.delta and emit_tokens:
+                        self._emit("token", {"text": chunk.delta})
+                    if chunk.response is not None:
+                        response = chunk.response
+                if response is None:
+                    raise PlatformError("The model's stream ended without a response.", code="LLM_API_ERROR")
+            else:
+                response = await llm.acomplete(**kwargs)
+        except PlatformError as exc:
+            self.totals.add_cost(getattr(exc, "cost", None))  # a failed call's billed attempts count in the run too
+            raise
         self.totals.add_response(response)
         self._check_tokens()
         return response

@@ -12,9 +12,10 @@ from costs.models import Budget, BudgetAlert, CostRecord, Price, UsageDaily
 class PriceAdmin(SimpleHistoryAdmin):
     list_display = [
         "provider", "model", "input_per_million", "output_per_million", "cached_input_per_million",
-        "reasoning_per_million", "per_request", "currency", "effective_from", "source",
+        "cache_write_per_million", "reasoning_per_million", "per_request", "bills_failed_requests", "currency",
+        "effective_from", "source",
     ]  # fmt: skip
-    list_filter = ["source", "provider", "currency"]
+    list_filter = ["source", "provider", "currency", "bills_failed_requests"]
     search_fields = ["provider", "model"]
 
     def save_model(self, request, obj, form, change) -> None:
@@ -29,9 +30,9 @@ class PriceAdmin(SimpleHistoryAdmin):
 
 @admin.register(CostRecord)
 class CostRecordAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "provider", "model", "input_tokens", "output_tokens", "cost", "unpriced", "user_id",
-                    "agent_slug", "trace_id"]  # fmt: skip
-    list_filter = ["unpriced", "status", "provider"]
+    list_display = ["created_at", "provider", "model", "status", "error_code", "input_tokens", "output_tokens",
+                    "cost", "unpriced", "user_id", "agent_slug", "trace_id"]  # fmt: skip
+    list_filter = ["unpriced", "status", "error_code", "provider"]
     search_fields = ["model", "trace_id", "span_id", "run_id", "attempt_id"]
     date_hierarchy = "created_at"
     actions = ["recompute_costs"]

@@ -80,6 +80,7 @@ class PriceSerializer(serializers.ModelSerializer):
     input_per_million = serializers.DecimalField(**MONEY_FIELD)
     output_per_million = serializers.DecimalField(**MONEY_FIELD)
     cached_input_per_million = serializers.DecimalField(**MONEY_FIELD, allow_null=True)
+    cache_write_per_million = serializers.DecimalField(**MONEY_FIELD, allow_null=True)
     reasoning_per_million = serializers.DecimalField(**MONEY_FIELD, allow_null=True)
     per_request = serializers.DecimalField(**MONEY_FIELD)
     is_pattern = serializers.BooleanField(read_only=True)
@@ -88,8 +89,8 @@ class PriceSerializer(serializers.ModelSerializer):
         model = Price
         fields = [
             "id", "provider", "model", "is_pattern", "input_per_million", "output_per_million",
-            "cached_input_per_million", "reasoning_per_million", "per_request", "currency", "effective_from",
-            "source", "notes", "updated_at",
+            "cached_input_per_million", "cache_write_per_million", "reasoning_per_million", "per_request",
+            "bills_failed_requests", "currency", "effective_from", "source", "notes", "updated_at",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -27,8 +27,10 @@ class Price(models.Model):
     (`effective_from` ≤ call time); an exact name beats any pattern; a provider-specific row beats an any-provider
     row; among patterns the most specific (most literal characters) wins; then the latest `effective_from`.
 
-    Cached input tokens are charged at `cached_input_per_million` (input price when empty), reasoning tokens at
-    `reasoning_per_million` (output price when empty); `per_request` is added once per billed call.
+    Cached input tokens are charged at `cached_input_per_million` (input price when empty), cache writes at
+    `cache_write_per_million` (input price when empty), reasoning tokens at `reasoning_per_million` (output price
+    when empty); `per_request` is added once per billed call. A failed attempt is billed by the tokens the vendor
+    reported, and `per_request` only when `bills_failed_requests` says the vendor charges failed requests.
     """
 
     class Source(models.TextChoices):
@@ -40,8 +42,14 @@ class Price(models.Model):
     input_per_million = models.DecimalField(**MONEY, default=Decimal(0))
     output_per_million = models.DecimalField(**MONEY, default=Decimal(0))
     cached_input_per_million = models.DecimalField(**MONEY, null=True, blank=True)
+    cache_write_per_million = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="Cache-write (cache creation) input tokens; empty = input price."
+    )
     reasoning_per_million = models.DecimalField(**MONEY, null=True, blank=True)
     per_request = models.DecimalField(**MONEY, default=Decimal(0))
+    bills_failed_requests = models.BooleanField(
+        default=False, help_text="The vendor charges the per-request price for failed requests too."
+    )
     currency = models.CharField(max_length=3, default="USD")
     effective_from = models.DateTimeField(default=timezone.now)
     source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
@@ -66,7 +74,13 @@ class Price(models.Model):
         return any(ch in WILDCARDS for ch in self.model)
 
     def clean(self) -> None:
-        for name in ("input_per_million", "output_per_million", "cached_input_per_million", "reasoning_per_million"):
+        for name in (
+            "input_per_million",
+            "output_per_million",
+            "cached_input_per_million",
+            "cache_write_per_million",
+            "reasoning_per_million",
+        ):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValidationError({name: "A price cannot be negative."})
@@ -75,7 +89,17 @@ class Price(models.Model):
 
 
 class CostRecord(models.Model):
-    """One billed LLM call attempt, priced with the row that was effective at call time."""
+    """One LLM call attempt that reached the vendor (success or failure), priced with the row effective at call time.
+
+    A failed attempt keeps its `error_code` (status "error") and costs what the vendor bills for it: its reported
+    tokens, plus the per-request price only when the price row bills failed requests. `cost` is the sum of the
+    per-kind costs (input, output, cached read, cache write, reasoning) and the per-request price.
+
+    In a Celery worker an attempt is recorded before its request is sent, with status "started", and completed
+    when the call ends: a "started" record that stays so is a request a killed worker sent (usage unknown).
+    """
+
+    STARTED = "started"
 
     attempt_id = models.CharField(max_length=64, unique=True)
     call_id = models.CharField(max_length=64, blank=True)
@@ -93,13 +117,21 @@ class CostRecord(models.Model):
     model = models.CharField(max_length=200)
     endpoint = models.CharField(max_length=100, blank=True)
     status = models.CharField(max_length=16, default="ok")
-    input_tokens = models.PositiveIntegerField(default=0)
-    output_tokens = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=64, blank=True)
+    input_tokens = models.PositiveIntegerField(default=0, help_text="All input tokens (cached and cache writes too).")
+    output_tokens = models.PositiveIntegerField(default=0, help_text="All output tokens (reasoning ones too).")
     cached_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
     reasoning_tokens = models.PositiveIntegerField(default=0)
     latency_ms = models.FloatField(default=0)
     price = models.ForeignKey(Price, on_delete=models.SET_NULL, null=True, blank=True, related_name="cost_records")
     cost = models.DecimalField(**MONEY, default=Decimal(0))
+    input_cost = models.DecimalField(**MONEY, default=Decimal(0), help_text="Plain input tokens.")
+    output_cost = models.DecimalField(**MONEY, default=Decimal(0), help_text="Plain output tokens.")
+    cached_read_cost = models.DecimalField(**MONEY, default=Decimal(0))
+    cache_write_cost = models.DecimalField(**MONEY, default=Decimal(0))
+    reasoning_cost = models.DecimalField(**MONEY, default=Decimal(0))
+    request_cost = models.DecimalField(**MONEY, default=Decimal(0), help_text="The per-request price, when billed.")
     currency = models.CharField(max_length=3, default="USD")
     unpriced = models.BooleanField(default=False, help_text="No price matched the model: cost is 0 until priced.")
 

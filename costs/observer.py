@@ -4,22 +4,63 @@ Hot path (`on_llm_call`, usually inside an event loop): price the call from the 
 lookup keyed by provider and model, no query), return the cost as an annotation and buffer the raw record with
 its price; the `CostRecord` instance, budget charges and alerts are built in `flush()`, off the hot path.
 `abefore_llm_call` costs nothing unless a hard budget applies to the caller (in-process index); stale caches are
-refreshed from a background thread, so the loop never waits for them once they are loaded.
+refreshed from a background thread, so the loop never waits for them once they are loaded. A budget check that
+fails (database locked or down) refuses the call with `BUDGET_CHECK_FAILED`: budgets fail closed.
+In a Celery worker (where a kill -9 would lose the buffer) each attempt is also stored as "started" before its
+request (one insert, off the loop) and its record is written as soon as it ends (by the writer thread).
 LLM spans ingested from outside applications arrive through `on_ingested_llm_spans` (one call per ingest request)
 and become cost records at once. `CostsConfig.ready()` also registers the price table as the hub's pricer.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 
+from agent_platform.api.errors import PlatformError
+from agent_platform.celery import in_worker
 from agent_platform.observability.buffer import BatchBuffer
 from agent_platform.observability.hooks import LLMCallEstimate, LLMCallRecord, Observer
 from costs.budgets import budget_index
 from costs.models import CostRecord
 from costs.pricing import in_event_loop, price_cache
+
+logger = logging.getLogger("costs")
+
+
+def budget_check_failed(estimate: LLMCallEstimate, exc: Exception) -> PlatformError:
+    """A budget check that could not run (database locked or down, a timeout) refuses the call: letting it through
+    unchecked would let spend pass a hard limit unseen (fail closed)."""
+    logger.warning("budget check for %s failed, call refused: %s", estimate.endpoint, type(exc).__name__, exc_info=exc)
+    return PlatformError(
+        f"The budget of this call could not be checked ({type(exc).__name__}); the call was refused. Retry shortly.",
+        code="BUDGET_CHECK_FAILED",
+        details={"endpoint": estimate.endpoint, "reason": type(exc).__name__},
+        headers={"Retry-After": "1"},
+    )
+
+
+def warm_prices(load: Callable[[], object]) -> None:
+    """Load the price cache ahead of the call; a failure only leaves the call to be priced when it is written (a
+    budget that applies still needs the prices, and fails closed in its own check)."""
+    try:
+        load()
+    except Exception:
+        logger.warning("loading the price cache failed", exc_info=True)
+
+
+def record_start(estimate: LLMCallEstimate) -> None:
+    """In a worker, store the attempt before its request goes out, so that a worker killed during the call (whose
+    buffer dies with it) still leaves a record of the request. A failure here only loses that safety net."""
+    from costs.services import cost_record_start
+
+    try:
+        cost_record_start(estimate=estimate)
+    except Exception:
+        logger.warning("recording the start of attempt %s failed", estimate.attempt_id, exc_info=True)
 
 
 class CostObserver(Observer):
@@ -30,19 +71,34 @@ class CostObserver(Observer):
 
     # --- before the call: hard budgets -------------------------------------------------------------------------
     def before_llm_call(self, estimate: LLMCallEstimate) -> None:
-        from costs.services import budget_reserve_for_estimate
-
-        price_cache.rows()
-        if budget_index.is_fresh() and not budget_index.matching(estimate.caller, hard_only=True):
-            return
-        budget_reserve_for_estimate(estimate=estimate)
+        self._check_budgets(estimate)
+        if in_worker():
+            record_start(estimate)
 
     async def abefore_llm_call(self, estimate: LLMCallEstimate) -> None:
+        await self._acheck_budgets(estimate)
+        if in_worker():
+            await sync_to_async(record_start, thread_sensitive=False)(estimate)
+
+    def _check_budgets(self, estimate: LLMCallEstimate) -> None:
+        from costs.services import budget_reserve_for_estimate
+
+        warm_prices(price_cache.rows)
+        if budget_index.is_fresh() and not budget_index.matching(estimate.caller, hard_only=True):
+            return
+        try:
+            budget_reserve_for_estimate(estimate=estimate)
+        except PlatformError:
+            raise
+        except Exception as exc:
+            raise budget_check_failed(estimate, exc) from exc
+
+    async def _acheck_budgets(self, estimate: LLMCallEstimate) -> None:
         from costs.services import budget_reserve_for_estimate
 
         # keep prices warm for on_llm_call, which runs in the loop: only a cold cache is waited for
         if not price_cache.loaded:
-            await sync_to_async(price_cache.rows, thread_sensitive=False)()
+            await sync_to_async(warm_prices, thread_sensitive=False)(price_cache.rows)
         elif not price_cache.is_fresh():
             price_cache.refresh_in_background()
         if budget_index.loaded:
@@ -50,22 +106,34 @@ class CostObserver(Observer):
                 budget_index.refresh_in_background()
             if not budget_index.matching(estimate.caller, hard_only=True):
                 return  # no hard budget applies: nothing to reserve
-        await sync_to_async(budget_reserve_for_estimate, thread_sensitive=False)(estimate=estimate)
+        try:
+            await sync_to_async(budget_reserve_for_estimate, thread_sensitive=False)(estimate=estimate)
+        except PlatformError:
+            raise
+        except Exception as exc:
+            raise budget_check_failed(estimate, exc) from exc
 
     # --- after the call ------------------------------------------------------------------------------------------
     def on_llm_call(self, record: LLMCallRecord) -> dict[str, Any] | None:
         from costs.services import price_llm_call
 
         if not record.is_billed:
-            self.buffer.add(("release", record.attempt_id, None))
+            self._buffer(("release", record.attempt_id, None))
             return None
         if not in_event_loop():
             price_cache.rows()  # sync callers may (re)load the cache here; in a loop it is used as it is
         priced = price_llm_call(record)
-        self.buffer.add(("record", record, priced))
+        self._buffer(("record", record, priced))
         if priced is None or priced[0] is None:
             return None
-        return {"cost": priced[1]}
+        return {"cost": priced[1].total}
+
+    def _buffer(self, item: tuple[str, Any, Any]) -> None:
+        self.buffer.add(item)
+        if in_worker():
+            # the attempt's record was stored as "started": complete it now (in a loop, from the writer thread),
+            # not at the task's end, so that a worker killed later leaves it as it ended
+            self.buffer.flush()
 
     def on_ingested_llm_spans(self, spans: list[dict[str, Any]], *, user_id: int | None) -> None:
         from costs.services import cost_records_from_spans
@@ -75,6 +143,10 @@ class CostObserver(Observer):
 
     def flush(self) -> None:
         self.buffer.flush()
+
+    def settle(self) -> None:
+        if not self.buffer.settle():
+            logger.error("costs: buffered cost records are not all stored (kept for the next flush)")
 
     def _write(self, items: list[tuple[str, Any, Any]]) -> None:
         from costs.services import cost_record_build, cost_records_write

@@ -43,6 +43,8 @@ class PriceRow:
     per_request: Decimal
     currency: str
     effective_from: datetime
+    cache_write_per_million: Decimal | None = None
+    bills_failed_requests: bool = False
 
     @property
     def is_pattern(self) -> bool:
@@ -55,10 +57,29 @@ class PriceRow:
 
 @dataclass(frozen=True)
 class Tokens:
+    """Usage as vendors report it: `input` includes cached reads and cache writes, `output` includes reasoning."""
+
     input: int = 0
     output: int = 0
     cached: int = 0
     reasoning: int = 0
+    cache_write: int = 0
+
+
+@dataclass(frozen=True)
+class CostParts:
+    """The cost of one attempt per token kind; `total` is their sum (what a cost record's `cost` holds)."""
+
+    input: Decimal = Decimal(0)
+    output: Decimal = Decimal(0)
+    cached_read: Decimal = Decimal(0)
+    cache_write: Decimal = Decimal(0)
+    reasoning: Decimal = Decimal(0)
+    request: Decimal = Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return self.input + self.output + self.cached_read + self.cache_write + self.reasoning + self.request
 
 
 def model_names(model: str) -> tuple[str, ...]:
@@ -90,22 +111,36 @@ def match_price(rows: list[PriceRow], *, provider: str, model: str, at: datetime
     return best
 
 
-def compute_cost(price: PriceRow, tokens: Tokens) -> Decimal:
-    """Cost of one call. Input tokens include cached ones and output tokens include reasoning ones (as vendors
-    report them): cached and reasoning tokens are charged at their own prices, the rest at the plain prices."""
-    cached = min(max(tokens.cached, 0), max(tokens.input, 0))
+def cost_parts(price: PriceRow, tokens: Tokens, *, failed: bool = False) -> CostParts:
+    """Cost of one attempt per token kind, each part rounded to the stored precision (so the parts add up to the
+    stored total exactly). Cached reads, cache writes and reasoning tokens are charged at their own prices (the
+    plain price when a row has none), the rest of input and output at the plain prices. A failed attempt pays for
+    the tokens the vendor reported, and the per-request price only when the row bills failed requests."""
+    total_in = max(tokens.input, 0)
+    cached = min(max(tokens.cached, 0), total_in)
+    cache_write = min(max(tokens.cache_write, 0), total_in - cached)
     reasoning = min(max(tokens.reasoning, 0), max(tokens.output, 0))
-    plain_in = max(tokens.input, 0) - cached
+    plain_in = total_in - cached - cache_write
     plain_out = max(tokens.output, 0) - reasoning
-    cached_price = price.cached_input_per_million
-    reasoning_price = price.reasoning_per_million
-    total = (
-        plain_in * price.input_per_million
-        + cached * (price.input_per_million if cached_price is None else cached_price)
-        + plain_out * price.output_per_million
-        + reasoning * (price.output_per_million if reasoning_price is None else reasoning_price)
-    ) / MILLION + price.per_request
-    return total.quantize(QUANT)
+
+    def part(count: int, per_million: Decimal | None, fallback: Decimal) -> Decimal:
+        rate = fallback if per_million is None else per_million
+        return (count * rate / MILLION).quantize(QUANT)
+
+    bills_request = not failed or price.bills_failed_requests
+    return CostParts(
+        input=part(plain_in, price.input_per_million, price.input_per_million),
+        output=part(plain_out, price.output_per_million, price.output_per_million),
+        cached_read=part(cached, price.cached_input_per_million, price.input_per_million),
+        cache_write=part(cache_write, price.cache_write_per_million, price.input_per_million),
+        reasoning=part(reasoning, price.reasoning_per_million, price.output_per_million),
+        request=price.per_request.quantize(QUANT) if bills_request else Decimal(0).quantize(QUANT),
+    )
+
+
+def compute_cost(price: PriceRow, tokens: Tokens, *, failed: bool = False) -> Decimal:
+    """Cost of one attempt: the sum of its `cost_parts`."""
+    return cost_parts(price, tokens, failed=failed).total
 
 
 def in_event_loop() -> bool:
@@ -247,6 +282,8 @@ class PriceCache:
                 per_request=p.per_request,
                 currency=p.currency,
                 effective_from=p.effective_from,
+                cache_write_per_million=p.cache_write_per_million,
+                bills_failed_requests=p.bills_failed_requests,
             )
             for p in Price.objects.all()
         ]
@@ -292,13 +329,16 @@ def price_usage(
     output_tokens: int,
     cached_tokens: int,
     reasoning_tokens: int,
+    cache_write_tokens: int = 0,
+    failed: bool = False,
 ) -> Decimal | None:
     """The hub's `Pricer` (registered in `CostsConfig.ready()`): what a call with this usage cost at `at`, from the
     cache (reloaded first when stale, outside an event loop); None when no price matches."""
     price = price_cache.price_for(provider=provider, model=model, at=at)
     if price is None:
         return None
-    return compute_cost(price, Tokens(input_tokens, output_tokens, cached_tokens, reasoning_tokens))
+    tokens = Tokens(input_tokens, output_tokens, cached_tokens, reasoning_tokens, cache_write_tokens)
+    return compute_cost(price, tokens, failed=failed)
 
 
 def bump_price_version() -> None:

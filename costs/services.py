@@ -21,7 +21,7 @@ from agent_platform.api.errors import PlatformError, ValidationFailed
 from agent_platform.observability.hooks import LLMCallEstimate, LLMCallRecord
 from costs.budgets import budget_index, bump_budget_version
 from costs.models import Budget, BudgetAlert, BudgetReservation, CostRecord, Price, UsageDaily, UsageRollupDay
-from costs.pricing import PriceRow, Tokens, bump_price_version, compute_cost, price_cache
+from costs.pricing import CostParts, PriceRow, Tokens, bump_price_version, compute_cost, cost_parts, price_cache
 
 logger = logging.getLogger("costs")
 ZERO = Decimal(0)
@@ -87,6 +87,7 @@ def prices_import_litellm(*, cost_map: dict[str, dict] | None = None) -> ImportR
             "input_per_million": input_price or ZERO,
             "output_per_million": output_price or ZERO,
             "cached_input_per_million": _per_million(info.get("cache_read_input_token_cost")),
+            "cache_write_per_million": _per_million(info.get("cache_creation_input_token_cost")),
             "reasoning_per_million": _per_million(info.get("output_cost_per_reasoning_token")),
             "per_request": Decimal(str(info.get("input_cost_per_request") or 0)),
         }
@@ -119,10 +120,11 @@ def cost_record_build(
     record: LLMCallRecord,
     *,
     refresh_prices: bool = True,
-    priced: tuple[PriceRow | None, Decimal] | None = None,
+    priced: tuple[PriceRow | None, CostParts] | None = None,
 ) -> CostRecord:
-    """An unsaved cost record for an attempt. `priced` is the (price row or None for "no price matches", cost) the
-    call was priced at on the hot path; without it, the record is priced from the in-process price cache."""
+    """An unsaved cost record for an attempt. `priced` is the (price row or None for "no price matches", cost
+    parts) the call was priced at on the hot path; without it, the record is priced from the in-process price
+    cache."""
     caller = record.caller
     cost_record = CostRecord(
         attempt_id=record.attempt_id,
@@ -141,9 +143,11 @@ def cost_record_build(
         model=record.model or "",
         endpoint=record.endpoint or "",
         status=record.status,
+        error_code=(record.error_code or "")[:64] if record.status != "ok" else "",
         input_tokens=max(record.input_tokens, 0),
         output_tokens=max(record.output_tokens, 0),
         cached_tokens=max(record.cached_tokens, 0),
+        cache_write_tokens=max(record.cache_write_tokens, 0),
         reasoning_tokens=max(record.reasoning_tokens, 0),
         latency_ms=record.latency_ms,
     )
@@ -154,30 +158,56 @@ def cost_record_build(
     return cost_record
 
 
-def price_llm_call(record: LLMCallRecord) -> tuple[PriceRow | None, Decimal] | None:
-    """Hot path: (matching price row or None, cost) of a billed attempt from the price cache as it is (a dict
+def price_llm_call(record: LLMCallRecord) -> tuple[PriceRow | None, CostParts] | None:
+    """Hot path: (matching price row or None, cost parts) of a billed attempt from the price cache as it is (a dict
     lookup, no query); None when the cache is not loaded (the record is priced when it is written)."""
     if not price_cache.loaded:
         return None
     price = price_cache.lookup(provider=record.provider or "", model=record.model or "", at=record.started_at)
     if price is None:
-        return None, ZERO
-    tokens = Tokens(record.input_tokens, record.output_tokens, record.cached_tokens, record.reasoning_tokens)
-    return price, compute_cost(price, tokens)
+        return None, CostParts()
+    tokens = Tokens(
+        input=record.input_tokens,
+        output=record.output_tokens,
+        cached=record.cached_tokens,
+        reasoning=record.reasoning_tokens,
+        cache_write=record.cache_write_tokens,
+    )
+    return price, cost_parts(price, tokens, failed=record.status != "ok")
 
 
-def _apply_price(cost_record: CostRecord, price: PriceRow | None, cost: Decimal) -> None:
+PRICED_FIELDS = [
+    "price",
+    "cost",
+    "input_cost",
+    "output_cost",
+    "cached_read_cost",
+    "cache_write_cost",
+    "reasoning_cost",
+    "request_cost",
+    "currency",
+    "unpriced",
+]
+
+
+def _apply_price(cost_record: CostRecord, price: PriceRow | None, parts: CostParts) -> None:
     if price is None:
-        cost_record.price_id, cost_record.cost, cost_record.unpriced = None, ZERO, True
+        parts = CostParts()
+    cost_record.cost = parts.total
+    cost_record.input_cost, cost_record.output_cost = parts.input, parts.output
+    cost_record.cached_read_cost, cost_record.cache_write_cost = parts.cached_read, parts.cache_write
+    cost_record.reasoning_cost, cost_record.request_cost = parts.reasoning, parts.request
+    if price is None:
+        cost_record.price_id, cost_record.unpriced = None, True
         return
     cost_record.price_id = price.id
-    cost_record.cost = cost
     cost_record.currency = price.currency
     cost_record.unpriced = False
 
 
 def _price_record(cost_record: CostRecord, *, refresh: bool = True) -> bool:
-    """Set price, cost, currency and unpriced from the cache; False when the cache is not loaded (cannot tell)."""
+    """Set price, cost (and its parts), currency and unpriced from the cache; False when the cache is not loaded
+    (cannot tell)."""
     if not price_cache.loaded and not refresh:
         return False
     price = price_cache.price_for(
@@ -186,39 +216,123 @@ def _price_record(cost_record: CostRecord, *, refresh: bool = True) -> bool:
     if price is None:
         if not price_cache.loaded:
             return False
-        _apply_price(cost_record, None, ZERO)
+        _apply_price(cost_record, None, CostParts())
         return True
     tokens = Tokens(
         input=cost_record.input_tokens,
         output=cost_record.output_tokens,
         cached=cost_record.cached_tokens,
         reasoning=cost_record.reasoning_tokens,
+        cache_write=cost_record.cache_write_tokens,
     )
-    _apply_price(cost_record, price, compute_cost(price, tokens))
+    _apply_price(cost_record, price, cost_parts(price, tokens, failed=cost_record.status != "ok"))
     return True
 
 
 def cost_records_write(*, records: list[CostRecord], released_attempts: list[str] | None = None) -> int:
     """Store buffered cost records (idempotent by attempt id), settle hard-budget reservations to the actual
-    costs, add the costs to every matching budget and fire threshold alerts. Returns the records inserted."""
+    costs, add the costs to every matching budget and fire threshold alerts. Returns the records inserted.
+
+    The insert and the settlement are one transaction, and only the rows this insert actually added are charged:
+    a concurrent flush of the same attempt waits on the unique attempt id and then inserts (and charges) nothing,
+    and a failed settlement rolls the insert back, so the buffer's retry stores and charges the records once."""
     seen = set()
     fresh = []
     for record in records:  # a record already stored (a retried flush, a repeated ingest) is neither stored nor charged
         if record.attempt_id not in seen:
             seen.add(record.attempt_id)
             fresh.append(record)
-    stored = set(CostRecord.objects.filter(attempt_id__in=seen).values_list("attempt_id", flat=True)) if seen else set()
+    done = CostRecord.objects.filter(attempt_id__in=seen).exclude(status=CostRecord.STARTED) if seen else None
+    stored = set(done.values_list("attempt_id", flat=True)) if done is not None else set()
     fresh = [r for r in fresh if r.attempt_id not in stored]
     for record in fresh:
         if record.price_id is None and not record.unpriced and not getattr(record, "_cost_given", False):
             _price_record(record, refresh=True)
+    fresh.sort(key=lambda r: r.attempt_id)  # one lock order on the unique index: concurrent flushes cannot deadlock
     with transaction.atomic():
-        CostRecord.objects.bulk_create(fresh, batch_size=1000, ignore_conflicts=True)
-    budget_settle(
-        costs={r.attempt_id: (r.cost, r) for r in fresh},
-        released_attempts=released_attempts or [],
+        inserted = _insert_new(fresh)
+        inserted |= _complete_started([r for r in fresh if r.attempt_id not in inserted])
+        if released_attempts:  # never reached the vendor: a record of its start would claim it did
+            CostRecord.objects.filter(attempt_id__in=released_attempts, status=CostRecord.STARTED).delete()
+        budget_settle(
+            costs={r.attempt_id: (r.cost, r) for r in fresh if r.attempt_id in inserted},
+            released_attempts=released_attempts or [],
+        )
+    return len(inserted)
+
+
+def cost_record_start(*, estimate: LLMCallEstimate) -> bool:
+    """Store an attempt as "started" before its request is sent (in a worker: see `CostRecord`); the record of its
+    end completes it. False when the attempt is already stored."""
+    caller = estimate.caller
+    record = CostRecord(
+        attempt_id=estimate.attempt_id,
+        call_id=estimate.call_id,
+        created_at=estimate.started_at or timezone.now(),
+        trace_id=estimate.trace_id,
+        span_id=estimate.span_id,
+        run_id=caller.run_id or "",
+        agent_id=caller.agent_id,
+        agent_slug=caller.agent_slug or "",
+        user_id=caller.user_id,
+        api_key_id=caller.api_key_id,
+        team_id=caller.team_id,
+        experiment_id=caller.experiment_id,
+        provider=estimate.provider or "",
+        model=estimate.model or "",
+        endpoint=estimate.endpoint or "",
+        status=CostRecord.STARTED,
     )
-    return len(fresh)
+    with transaction.atomic():
+        return bool(_insert_new([record]))
+
+
+def _complete_started(records: list[CostRecord]) -> set[str]:
+    """Fill in the records stored as "started" with how their attempts ended; their attempt ids (to be charged).
+    The rows are locked first, so of two concurrent flushes of one attempt only the first completes (and charges)
+    it: the second finds it no longer started."""
+    if not records:
+        return set()
+    by_attempt = {r.attempt_id: r for r in records}
+    started = (
+        CostRecord.objects.select_for_update()
+        .filter(attempt_id__in=list(by_attempt), status=CostRecord.STARTED)
+        .order_by("attempt_id")
+        .values_list("attempt_id", "pk")
+    )
+    completed = []
+    for attempt_id, pk in started:
+        record = by_attempt[attempt_id]
+        record.pk = pk
+        completed.append(record)
+    if completed:
+        fields = [f.name for f in CostRecord._meta.concrete_fields if not f.primary_key and f.name != "attempt_id"]
+        CostRecord.objects.bulk_update(completed, fields, batch_size=200)
+    return {r.attempt_id for r in completed}
+
+
+def _insert_new(records: list[CostRecord]) -> set[str]:
+    """Insert the records, skipping attempt ids already stored (`ON CONFLICT DO NOTHING` / `INSERT OR IGNORE`),
+    and return the attempt ids of the rows this statement added (`RETURNING` yields only those)."""
+    from django.db import connections, router
+    from django.db.models.constants import OnConflict
+    from django.db.models.sql import InsertQuery
+
+    if not records:
+        return set()
+    opts = CostRecord._meta
+    using = router.db_for_write(CostRecord)
+    fields = [f for f in opts.concrete_fields if not f.primary_key and not f.generated]
+    ops = connections[using].ops
+    batch = max(1, min(500, ops.bulk_batch_size(fields, records)))
+    attempt_field = opts.get_field("attempt_id")
+    inserted: set[str] = set()
+    for i in range(0, len(records), batch):
+        query = InsertQuery(CostRecord, on_conflict=OnConflict.IGNORE)
+        query.insert_values(fields, records[i : i + batch])
+        rows = query.get_compiler(using=using).execute_sql(returning_fields=[attempt_field])
+        inserted.update(row[0] for row in rows if row is not None)  # one row skipped: Django gives None
+    return inserted
 
 
 def cost_records_from_spans(*, spans: list[dict[str, Any]], user_id: int | None) -> int:
@@ -271,10 +385,10 @@ def cost_records_recompute(*, start: datetime, end: datetime) -> dict[str, int]:
             batch.append(record)
             days.add(record.created_at.astimezone(UTC).date())
         if len(batch) >= 1000:
-            CostRecord.objects.bulk_update(batch, ["price", "cost", "currency", "unpriced"])
+            CostRecord.objects.bulk_update(batch, PRICED_FIELDS)
             batch = []
     if batch:
-        CostRecord.objects.bulk_update(batch, ["price", "cost", "currency", "unpriced"])
+        CostRecord.objects.bulk_update(batch, PRICED_FIELDS)
     today = timezone.now().astimezone(UTC).date()
     for day in sorted(days):
         if day < today:
@@ -487,8 +601,9 @@ def budget_settle(*, costs: dict[str, tuple[Decimal, CostRecord]], released_atte
             touched.add(budget.pk)
         BudgetReservation.objects.filter(pk__in=[r.pk for r in reservations]).delete()
         Budget.objects.filter(pk__in=touched, reserved__lt=0).update(reserved=ZERO)
-    try:  # spend is committed above: an alert failure must not make the caller retry (and charge twice)
-        budget_alerts_check(budget_ids=sorted(touched))
+    try:  # an alert failure must not undo (or make the caller retry) the settlement: its own savepoint
+        with transaction.atomic():
+            budget_alerts_check(budget_ids=sorted(touched))
     except Exception:
         logger.exception("checking budget alert thresholds failed")
     return sorted(touched)

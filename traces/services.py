@@ -42,7 +42,8 @@ def _duration_ms(start: datetime, end: datetime) -> float:
 
 
 # A span travels from the hot path to the writer as a plain dict of column values ("row"), cheaper to build than
-# a model instance; private keys: "_meta" (trace attribution from the caller) and "_billed" (an LLM span to price).
+# a model instance; private keys: "_meta" (trace attribution from the caller), "_billed" (an LLM span to price) and
+# "_cache_write_tokens" (priced at their own rate; no column).
 SPAN_COLUMNS = [f for f in Span._meta.concrete_fields if not f.primary_key]
 SPAN_DEFAULTS = {f.attname: f.get_default() for f in SPAN_COLUMNS}
 _JSON_SLOTS = {"attributes": 0, "input": 1, "output": 2}
@@ -127,6 +128,7 @@ def span_row_from_llm_call(record: LLMCallRecord, *, cost: Decimal | None = None
         "time_to_first_token_ms": record.time_to_first_token_ms,
         "_meta": _meta_from_caller(caller),
         "_billed": billed,
+        "_cache_write_tokens": max(record.cache_write_tokens, 0),
     }
 
 
@@ -170,6 +172,8 @@ def _price_unpriced_llm_rows(rows: Iterable[dict[str, Any]]) -> None:
             output_tokens=row.get("output_tokens", 0),
             cached_tokens=row.get("cached_tokens", 0),
             reasoning_tokens=row.get("reasoning_tokens", 0),
+            cache_write_tokens=row.get("_cache_write_tokens", 0),
+            failed=row.get("status", "ok") != "ok",  # priced as the cost record is: what the vendor bills
         )
 
 

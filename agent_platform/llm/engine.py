@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from agent_platform.api.errors import PlatformError, ValidationFailed
@@ -195,6 +196,7 @@ class _Call:
     anonymizer: Any = None
     attempt: int = 0
     tried: list[str] = field(default_factory=list)
+    cost: Decimal | None = None  # what the attempts so far cost (observers' annotations), None when none was priced
 
     def __post_init__(self) -> None:
         trace = current_trace()
@@ -236,7 +238,7 @@ def _record(
     billable: bool = True,
     latency_ms: float | None = None,
 ) -> LLMCallRecord:
-    usage = result.usage if result is not None else None
+    usage = result.usage if result is not None else getattr(error, "usage", None)
     if error is not None:
         error_code, error_message = error.code, error.message
         billable = billable and getattr(error, "reached_vendor", True)
@@ -272,6 +274,7 @@ def _record(
         output_tokens=usage.output_tokens if usage else 0,
         cached_tokens=usage.cached_tokens if usage else 0,
         reasoning_tokens=usage.reasoning_tokens if usage else 0,
+        cache_write_tokens=usage.cache_write_tokens if usage else 0,
         latency_ms=latency_ms if latency_ms is not None else (time.perf_counter() - started) * 1000,
         time_to_first_token_ms=ttft_ms,
         stream=call.stream,
@@ -284,6 +287,16 @@ def _record(
         billable=billable,
         caller=call.caller,
     )
+
+
+def _emit(call: _Call, record: LLMCallRecord) -> dict[str, Any]:
+    """Report one attempt to the observers and add its cost to the call's: a call costs what all of its attempts
+    cost (a failed attempt the vendor billed too), so that a run's cost equals the sum of its cost records."""
+    annotations = hub.emit_llm_call(record)
+    cost = annotations.get("cost")
+    if cost is not None:
+        call.cost = (call.cost or Decimal(0)) + Decimal(cost)
+    return annotations
 
 
 def _response(
@@ -314,7 +327,7 @@ def _response(
         usage=result.usage,
         latency_ms=latency_ms,
         time_to_first_token_ms=ttft_ms,
-        cost=annotations.get("cost") if annotations else None,
+        cost=call.cost,
         call_id=call.call_id,
         trace_id=call.trace_id,
         span_id=span_id,
@@ -366,7 +379,9 @@ def _usable(endpoint: ResolvedEndpoint, call: _Call, estimated: int, *, primary:
 _SKIP = "\x00skip"
 
 
-async def _before(call: _Call, endpoint: ResolvedEndpoint, params: dict, estimated: int, span_id: str) -> None:
+async def _before(
+    call: _Call, endpoint: ResolvedEndpoint, params: dict, estimated: int, span_id: str, started_at: datetime
+) -> None:
     if not hub.observers:
         return
     await hub.abefore_llm_call(
@@ -379,6 +394,10 @@ async def _before(call: _Call, endpoint: ResolvedEndpoint, params: dict, estimat
             max_output_tokens=int(params.get("max_tokens") or params.get("max_completion_tokens") or 0)
             or (endpoint.max_output_tokens or 0),
             caller=call.caller,
+            call_id=call.call_id,
+            trace_id=call.trace_id,
+            span_id=span_id,
+            started_at=started_at,
         )
     )
 
@@ -386,9 +405,10 @@ async def _before(call: _Call, endpoint: ResolvedEndpoint, params: dict, estimat
 async def _guarded_before(call, ep, params, estimated, span_id, started_at, started) -> None:
     """The budget hook; a refusal or a cancellation still leaves one (unbilled) record for the attempt."""
     try:
-        await _before(call, ep, params, estimated, span_id)
+        await _before(call, ep, params, estimated, span_id, started_at)
     except PlatformError as exc:
-        hub.emit_llm_call(
+        _emit(
+            call,
             _record(
                 call,
                 ep,
@@ -398,11 +418,12 @@ async def _guarded_before(call, ep, params, estimated, span_id, started_at, star
                 params=params,
                 error=exc,
                 billable=False,
-            )
+            ),
         )
         raise
     except asyncio.CancelledError:
-        hub.emit_llm_call(
+        _emit(
+            call,
             _record(
                 call,
                 ep,
@@ -413,7 +434,7 @@ async def _guarded_before(call, ep, params, estimated, span_id, started_at, star
                 error_code="RUN_CANCELLED",
                 error_message="The call was cancelled.",
                 billable=False,
-            )
+            ),
         )
         raise
 
@@ -521,7 +542,8 @@ async def acomplete(
             except LLMError as exc:
                 error = exc
             except asyncio.CancelledError:
-                hub.emit_llm_call(
+                _emit(
+                    call,
                     _record(
                         call,
                         ep,
@@ -531,7 +553,7 @@ async def acomplete(
                         params=params_,
                         error_code="RUN_CANCELLED",
                         error_message="The call was cancelled.",
-                    )
+                    ),
                 )
                 raise
             except Exception as exc:  # a provider bug must still produce a record and a typed error
@@ -539,7 +561,8 @@ async def acomplete(
                 error = LLMAPIError(f"Model endpoint '{ep.name}' failed: {type(exc).__name__}", retryable=False)
             else:
                 latency_ms = (time.perf_counter() - started) * 1000
-                annotations = hub.emit_llm_call(
+                annotations = _emit(
+                    call,
                     _record(
                         call,
                         ep,
@@ -549,7 +572,7 @@ async def acomplete(
                         params=params_,
                         result=result,
                         latency_ms=latency_ms,
-                    )
+                    ),
                 )
                 if cache_key is not None and ep is primary:
                     await _cache_set(cache_key, result)
@@ -563,8 +586,9 @@ async def acomplete(
                     annotations=annotations,
                     extra={},
                 )
-            hub.emit_llm_call(
-                _record(call, ep, span_id=span_id, started_at=started_at, started=started, params=params_, error=error)
+            _emit(
+                call,
+                _record(call, ep, span_id=span_id, started_at=started_at, started=started, params=params_, error=error),
             )
             last_error = error
             if not await _retry_same_endpoint(error, call, attempt, target.attempts):
@@ -576,6 +600,7 @@ async def acomplete(
 def _final(error: LLMError, call: _Call) -> LLMError:
     error.details.setdefault("attempts", call.attempt)
     error.details.setdefault("endpoints_tried", list(call.tried))
+    error.cost = call.cost  # the failed call's attempts may still have been billed: the run counts them
     return error
 
 
@@ -604,6 +629,7 @@ async def _cache_set(key: str, result: ProviderResult) -> None:
             result.usage.output_tokens,
             result.usage.cached_tokens,
             result.usage.reasoning_tokens,
+            result.usage.cache_write_tokens,
         ],
         "model": result.model,
         "response_id": result.response_id,
@@ -630,7 +656,8 @@ def _cache_hit(call: _Call, endpoint: ResolvedEndpoint, hit: dict, params: dict)
     )
     span_id = new_span_id()
     latency_ms = (time.perf_counter() - started) * 1000
-    annotations = hub.emit_llm_call(
+    annotations = _emit(
+        call,
         _record(
             call,
             endpoint,
@@ -642,7 +669,7 @@ def _cache_hit(call: _Call, endpoint: ResolvedEndpoint, hit: dict, params: dict)
             cache_hit=True,
             billable=False,
             latency_ms=latency_ms,
-        )
+        ),
     )
     response = _response(
         call,
@@ -716,7 +743,8 @@ async def astream(
             except LLMError as exc:
                 error = exc
             except (GeneratorExit, asyncio.CancelledError):
-                hub.emit_llm_call(
+                _emit(
+                    call,
                     _record(
                         call,
                         ep,
@@ -728,7 +756,7 @@ async def astream(
                         error_message="The stream was closed by the caller.",
                         output="".join(parts),
                         ttft_ms=ttft_ms,
-                    )
+                    ),
                 )
                 raise
             except Exception as exc:
@@ -739,7 +767,8 @@ async def astream(
             if error is None and result is None:
                 error = LLMAPIError(f"Model endpoint '{ep.name}' ended the stream without finishing.")
             if error is not None:
-                hub.emit_llm_call(
+                _emit(
+                    call,
                     _record(
                         call,
                         ep,
@@ -750,7 +779,7 @@ async def astream(
                         error=error,
                         output="".join(parts),
                         ttft_ms=ttft_ms,
-                    )
+                    ),
                 )
                 last_error = error
                 if emitted or (relay is not None and parts):
@@ -762,7 +791,8 @@ async def astream(
             latency_ms = (time.perf_counter() - started) * 1000
             if ttft_ms is None:
                 ttft_ms = latency_ms
-            annotations = hub.emit_llm_call(
+            annotations = _emit(
+                call,
                 _record(
                     call,
                     ep,
@@ -773,7 +803,7 @@ async def astream(
                     result=result,
                     ttft_ms=ttft_ms,
                     latency_ms=latency_ms,
-                )
+                ),
             )
             if relay is not None:
                 tail = relay.flush()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 from agent_platform.api.errors import PlatformError
+from agent_platform.llm.types import LLMUsage
 
 
 class LLMError(PlatformError):
@@ -15,9 +17,13 @@ class LLMError(PlatformError):
     fallback = False  # the next endpoint may succeed (retryable errors fall back too)
     reached_vendor = True  # False when the request never reached the provider (nothing billable)
 
-    def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs) -> None:
+    def __init__(
+        self, message: str = "", *, retry_after: float | None = None, usage: LLMUsage | None = None, **kwargs
+    ) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+        self.usage = usage  # tokens the vendor reported for the failed attempt (it bills them), when it did
+        self.cost: Decimal | None = None  # what every attempt of the failed call cost, set by the engine
 
 
 class LLMAPIError(LLMError):

@@ -220,6 +220,9 @@ def _usage(raw: Any) -> LLMUsage:
         output_tokens=int(get("completion_tokens", 0) or 0),
         cached_tokens=detail(prompt_details, "cached_tokens") or int(get("cache_read_input_tokens", 0) or 0),
         reasoning_tokens=detail(completion_details, "reasoning_tokens"),
+        # litellm counts Anthropic's cache writes in prompt_tokens too: they are priced apart from plain input
+        cache_write_tokens=detail(prompt_details, "cache_creation_tokens")
+        or int(get("cache_creation_input_tokens", 0) or 0),
     )
 
 
@@ -328,10 +331,14 @@ class LiteLLMProvider(Provider):
                             slot["name"] += function.name
                         if function.arguments:
                             slot["arguments"] += function.arguments
-        except LLMError:
+        except LLMError as exc:
+            exc.usage = exc.usage or (usage if usage.total_tokens else None)
             raise
         except Exception as exc:
-            raise map_litellm_error(exc, endpoint=endpoint, api_key=api_key) from None
+            error = map_litellm_error(exc, endpoint=endpoint, api_key=api_key)
+            # the vendor bills what it reported before the stream broke
+            error.usage = error.usage or (usage if usage.total_tokens else None)
+            raise error from None
         yield ProviderResult(
             content="".join(parts),
             tool_calls=[

@@ -25,8 +25,9 @@ class ToolCall:
 class LLMUsage:
     input_tokens: int = 0
     output_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
+    cached_tokens: int = 0  # part of input_tokens
+    reasoning_tokens: int = 0  # part of output_tokens
+    cache_write_tokens: int = 0  # part of input_tokens (Anthropic's cache_creation_input_tokens)
 
     @property
     def total_tokens(self) -> int:
@@ -44,7 +45,7 @@ class LLMResponse:
     usage: LLMUsage
     latency_ms: float
     time_to_first_token_ms: float | None
-    cost: Decimal | None  # from observers' annotations (costs app); None if unpriced/unknown
+    cost: Decimal | None  # of every attempt of the call (observers' annotations: costs app); None if unpriced/unknown
     call_id: str
     trace_id: str | None
     span_id: str | None  # the span of the successful attempt

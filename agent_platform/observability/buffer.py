@@ -72,6 +72,7 @@ class BatchBuffer(Generic[T]):
         self.dropped = 0
         self.flush_seconds = default_flush_seconds()
         self._flusher_pid: int | None = None
+        self._periodic_write = threading.Lock()  # held while the periodic flusher writes what it took
 
     def __len__(self) -> int:
         return len(self._items)
@@ -111,9 +112,10 @@ class BatchBuffer(Generic[T]):
                 threading.Event().wait(self.flush_seconds)
                 if self._items:
                     try:
-                        items = self.take()
-                        if items:
-                            self._write_in_thread(items)
+                        with self._periodic_write:
+                            items = self.take()
+                            if items:
+                                self._write_in_thread(items)
                     except Exception:
                         logger.exception("%s: periodic flush failed", self.name)
 
@@ -159,6 +161,24 @@ class BatchBuffer(Generic[T]):
             pending = list(self._pending)
         for future in pending:
             future.result(timeout=timeout)
+
+    def settle(self, timeout: float = 30.0) -> bool:
+        """Write everything buffered so far and wait for the writes already under way (background batches, a
+        periodic flush), so that the caller (a task about to be acknowledged) knows its items are stored. Outside
+        an event loop only (inside one it is `flush()`). True when nothing taken so far is left unwritten."""
+        if in_event_loop():
+            self.flush()  # handed to the writer thread: waiting here would block the loop
+            return not self._items
+        try:
+            self.wait(timeout)
+        except Exception:
+            logger.exception("%s: a background write did not finish", self.name)
+        if self._periodic_write.acquire(timeout=timeout):
+            self._periodic_write.release()
+        items = self.take()
+        if items:
+            self._write(items)  # a failure keeps them for the next flush (logged)
+        return not self._items
 
     def drain(self) -> None:
         """Flush everything and wait (shutdown)."""

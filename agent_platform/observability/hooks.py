@@ -9,7 +9,8 @@ Rules for observers:
 - `before_llm_call` is the one place an observer may refuse a call, by raising a `PlatformError`
   (e.g. `BUDGET_EXCEEDED`); the async variant is awaited by async callers.
 - An observer that fails is logged, never raised into the call (except the refusal above and ingestion below).
-- `flush()` is called at the end of every request and every task and at shutdown.
+- `flush()` is called at the end of every request and at shutdown; `settle()` (flush and wait for the writes) at
+  the end of every task, before the worker acknowledges it, so a worker killed later loses no record.
 - `on_ingested_llm_spans` is called by the ingest service (sync, after the spans are stored), once per request
   with the whole batch: it may write to the database, and a failure fails the request (the client's retry is
   idempotent), so no cost record is lost silently.
@@ -65,7 +66,7 @@ class SpanRecord:
 
 @dataclass
 class LLMCallEstimate:
-    """What is known before an attempt: enough to reserve budget."""
+    """What is known before an attempt: enough to reserve budget (and to record that the attempt is starting)."""
 
     attempt_id: str
     endpoint: str
@@ -74,6 +75,10 @@ class LLMCallEstimate:
     estimated_input_tokens: int
     max_output_tokens: int
     caller: Caller = field(default_factory=Caller)
+    call_id: str = ""
+    trace_id: str = ""
+    span_id: str = ""
+    started_at: datetime | None = None
 
 
 @dataclass
@@ -97,8 +102,9 @@ class LLMCallRecord:
     finish_reason: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
-    cached_tokens: int = 0
-    reasoning_tokens: int = 0
+    cached_tokens: int = 0  # part of input_tokens
+    reasoning_tokens: int = 0  # part of output_tokens
+    cache_write_tokens: int = 0  # part of input_tokens
     latency_ms: float = 0.0
     time_to_first_token_ms: float | None = None
     stream: bool = False
@@ -136,8 +142,11 @@ class Pricer(Protocol):
         output_tokens: int,
         cached_tokens: int,
         reasoning_tokens: int,
+        cache_write_tokens: int = 0,
+        failed: bool = False,
     ) -> Decimal | None:
-        """The cost of one call with this usage at `at`; None when no price matches."""
+        """The cost of one call with this usage at `at` (`failed`: an attempt that ended in an error, billed only
+        what the vendor bills for it); None when no price matches."""
         ...
 
 
@@ -172,6 +181,11 @@ class Observer:
 
     def flush(self) -> None:
         return None
+
+    def settle(self) -> None:
+        """Like `flush()`, and return only once what was buffered is written (a task end, before the worker
+        acknowledges the task)."""
+        self.flush()
 
 
 class ObserverHub:
@@ -242,10 +256,14 @@ class ObserverHub:
         is retried rather than being stored unpriced."""
         self.pricer = pricer or no_price
 
-    def flush(self) -> None:
+    def flush(self, *, settle: bool = False) -> None:
+        """Write what the observers buffered; with `settle`, wait until it is written (see `Observer.settle`)."""
         for observer in self._observers:
             try:
-                observer.flush()
+                if settle:
+                    getattr(observer, "settle", observer.flush)()  # duck-typed observers may have no settle()
+                else:
+                    observer.flush()
             except Exception:
                 logger.exception("observer %s failed to flush", observer.name)
 

@@ -110,6 +110,8 @@ class MetricsObserver(Observer):
                 output_tokens=record.output_tokens,
                 cached_tokens=record.cached_tokens,
                 reasoning_tokens=record.reasoning_tokens,
+                cache_write_tokens=record.cache_write_tokens,
+                failed=record.status != "ok",
             )
             if cost is not None and cost > 0:
                 LLM_COST.labels(endpoint=record.endpoint).inc(float(cost))

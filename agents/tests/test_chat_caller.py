@@ -170,7 +170,8 @@ async def test_through_a_worker_chat_is_charged_to_the_user_and_then_refused(cel
     run_message, events = await _chat(communicator, "spend it")
     assert events[-1]["type"] == "final", (events[-1], celery_worker.log())
     run = await Run.objects.aget(id=run_message["run_id"])
-    record = await _written(CostRecord.objects.filter(trace_id=run.trace_id))
+    # a worker stores the attempt as "started" before its request: wait for the record of how it ended
+    record = await _written(CostRecord.objects.filter(trace_id=run.trace_id).exclude(status=CostRecord.STARTED))
     assert run.user_id == user.pk and record.user_id == user.pk and record.cost > 0
     assert (await Budget.objects.aget(pk=budget.pk)).spent == record.cost
 
