@@ -110,8 +110,9 @@ def test_user_restriction(history):
 
 def test_usage_api(key_client, user, history):
     CostRecord.objects.filter(user_id=1).update(user_id=user.pk)
-    start = (history - timedelta(days=3)).isoformat()
-    response = key_client.get("/api/v1/usage/", {"start": start, "group_by": "model"})
+    start, end = (history - timedelta(days=3)).isoformat(), (history + timedelta(days=1)).isoformat()
+    # an explicit end: today's records are at 01:00 and 02:00, later than "now" when the suite runs after midnight
+    response = key_client.get("/api/v1/usage/", {"start": start, "end": end, "group_by": "model"})
     assert response.status_code == 200
     body = response.json()
     assert [g["key"] for g in body["groups"]] == ["gpt-4o"], "a user sees only their own usage"
