@@ -211,7 +211,8 @@ def test_team_visibility(key_client, other_user):
     member = APIClient()
     member.force_authenticate(other_user)
     assert member.get(f"{BASE}secret-plan/").status_code == 200
-    assert create(key_client, name="mine", team=team.pk).status_code == 422  # not alice's team
+    refused = create(key_client, name="mine", team=team.pk)  # not alice's team: the one team rule of every app
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "POLICY_DENIED"
 
 
 def test_delete(key_client):
