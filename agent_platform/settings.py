@@ -213,6 +213,15 @@ AGENT_RUN_DISPATCH_RELAY_SECONDS = env.float("AGENT_RUN_DISPATCH_RELAY_SECONDS",
 AGENT_RUN_DISPATCH_STALE_SECONDS = env.float("AGENT_RUN_DISPATCH_STALE_SECONDS", default=30.0)
 AGENT_RUN_DISPATCH_GRACE_SECONDS = env.float("AGENT_RUN_DISPATCH_GRACE_SECONDS", default=5.0)
 AGENT_RUN_REAPER_SECONDS = env.float("AGENT_RUN_REAPER_SECONDS", default=30.0)
+# A running run writes a heartbeat this often (and notices a cancel); the reaper treats a run whose heartbeat is
+# older than AGENT_RUN_STALE_SECONDS as lost, re-queues it, and fails it after AGENT_RUN_MAX_ATTEMPTS attempts.
+AGENT_RUN_HEARTBEAT_SECONDS = env.float("AGENT_RUN_HEARTBEAT_SECONDS", default=2.0)
+AGENT_RUN_STALE_SECONDS = env.float("AGENT_RUN_STALE_SECONDS", default=60.0)
+AGENT_RUN_MAX_ATTEMPTS = env.int("AGENT_RUN_MAX_ATTEMPTS", default=2)
+AGENT_RUN_WAIT_SECONDS = env.float("AGENT_RUN_WAIT_SECONDS", default=120.0)
+# On PostgreSQL a run's hot-path bookkeeping (create, claim, heartbeats, streamed events) commits without waiting
+# for the WAL flush (~4 ms per commit here); outcomes always commit durably.
+AGENT_RUN_ASYNC_COMMIT = env.bool("AGENT_RUN_ASYNC_COMMIT", default=True)
 # The longest retry delay any task uses; the visibility timeout must exceed it, or Redis redelivers a task
 # that is merely waiting for its retry.
 CELERY_MAX_RETRY_DELAY = 600

@@ -169,7 +169,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             run_id=run_id,
         )
         if dispatch:
-            services.run_dispatch(run=run, opens_conversation=conversation is None)
+            services.run_dispatch(run=run)
         return run
 
     async def _start(self, content: dict) -> None:
@@ -184,8 +184,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if settings.CELERY_TASK_ALWAYS_EAGER:
             run = await create(content.get("text"), content.get("conversation_id"))
             await self.send_json(self._ack(run))
-            opens = not content.get("conversation_id")
-            execute = services.run_execute_async(run.id, on_event=self._send_event, opens_conversation=opens)
+            execute = services.run_execute_async(run.id, on_event=self._send_event)
             task = asyncio.create_task(execute)
             self.local_runs.add(task)
             task.add_done_callback(self.local_runs.discard)

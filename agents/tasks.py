@@ -44,12 +44,13 @@ class RetriedInWorkerTask(ObservedTask):
     retry_jitter=True,
     max_retries=settings.AGENT_RUN_RETRY_MAX,
 )
-def run_execute_task(run_id: str, opens_conversation: bool = False) -> str | None:
+def run_execute_task(run_id: str, **_sent_by_older_versions) -> str | None:
     """Execute a queued run. A redelivered task (or a retry) for a run that is no longer queued does nothing: the
-    claim is the guard, so an error after the claim never executes the run twice."""
+    claim is the guard, so an error after the claim never executes the run twice. (Messages sent before an upgrade
+    may carry an `opens_conversation` hint; it is ignored.)"""
     from agents.services import run_execute
 
-    run = run_execute(run_id=run_id, opens_conversation=opens_conversation)
+    run = run_execute(run_id=run_id)
     return run.status if run is not None else None
 
 

@@ -13,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 
 from agents.models import Run, RunEvent, RunStatus
 from agents.routing import websocket_urlpatterns
+from agents.services.events import EventSink
 
 
 def communicator_for(user, slug="helper"):
@@ -216,11 +217,10 @@ class _SlowLayer(InMemoryChannelLayer):
 
 
 async def test_events_made_while_a_send_is_in_flight_leave_together_and_in_order(monkeypatch):
-    from agents import services
 
     layer = _SlowLayer()
     monkeypatch.setattr("channels.layers.get_channel_layer", lambda *args: layer)
-    sink = services._EventSink(run_id=str(uuid.uuid4()), on_event=None)
+    sink = EventSink(run_id=str(uuid.uuid4()), on_event=None)
     events = [{"run_id": sink.run_id, "seq": seq, "type": "token", "data": {"text": f"t{seq}"}} for seq in (1, 2, 3)]
     await sink.add(events[0])
     await asyncio.sleep(0)  # the first event leaves at once, alone; its send is now in flight

@@ -17,6 +17,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from agents import services
 from agents.models import Run, RunStatus
+from agents.services import execution
 from tests.support.worker import CeleryWorker, worker_environment
 
 FULL_STACK = pytest.mark.skipif(
@@ -195,7 +196,7 @@ def test_the_reaper_is_not_held_up_by_a_backlog_of_runs(worker_factory, fake_ope
     backlog = [services.run_start(agent=slow, input=f"question {i}", user=user).id for i in range(30)]  # ~15 s
 
     lost = services.run_create(agent=_mock_agent(), input="was running on a dead worker", user=user)
-    max_attempts = int(services._setting("AGENT_RUN_MAX_ATTEMPTS", 2))
+    max_attempts = django_settings.AGENT_RUN_MAX_ATTEMPTS
     Run.objects.filter(id=lost.id).update(
         status=RunStatus.RUNNING, attempts=max_attempts, heartbeat_at=timezone.now() - timedelta(hours=1)
     )
@@ -351,7 +352,7 @@ def test_a_run_task_retries_when_the_database_fails_before_the_claim(
             raise failure
         return real_claim(**kwargs)
 
-    monkeypatch.setattr(services, "run_claim", flaky_claim)
+    monkeypatch.setattr(execution, "run_claim", flaky_claim)  # as the run task calls it
     result = run_execute_task.apply(args=[str(run.id)])
     assert result.get() == RunStatus.SUCCEEDED
     run.refresh_from_db()
@@ -376,7 +377,7 @@ def test_an_error_after_the_claim_does_not_execute_the_run_a_second_time(
             raise failure
         return real_finish(**kwargs)
 
-    monkeypatch.setattr(services, "run_finish", flaky_finish)
+    monkeypatch.setattr(execution, "run_finish", flaky_finish)
     assert run_execute_task.apply(args=[str(run.id)]).get() is None  # the retry found the run claimed
     assert len(scripted.call_history) == 1  # the model was asked once
     run.refresh_from_db()
@@ -394,7 +395,7 @@ def test_in_process_a_database_error_reaches_the_caller_at_once_without_retries(
         calls.append(kwargs)
         raise OperationalError("database is locked")
 
-    monkeypatch.setattr(services, "run_claim", broken_claim)
+    monkeypatch.setattr(execution, "run_claim", broken_claim)
     with pytest.raises(OperationalError):
         run_execute_task.apply(args=[str(run.id)], throw=True)
     assert len(calls) == 1

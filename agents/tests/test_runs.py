@@ -9,6 +9,7 @@ from agent_platform.api.errors import PlatformError
 from agents import services
 from agents.memory import trim_messages
 from agents.models import Message, Run, RunEvent, RunStatus
+from agents.services import execution, reaper
 
 pytestmark = pytest.mark.django_db
 
@@ -133,7 +134,7 @@ def test_a_running_run_notices_cancellation_at_its_heartbeat(make_agent, scripte
         services.run_cancel(run=Run.objects.get(id=run_id))
         return real_heartbeat(run_id=run_id)
 
-    monkeypatch.setattr(services, "run_heartbeat", heartbeat_after_a_cancel)
+    monkeypatch.setattr(execution, "run_heartbeat", heartbeat_after_a_cancel)  # as the executing run calls it
     finished = services.run_execute(run_id=run.id)
     assert finished.status == RunStatus.CANCELLED
     assert finished.output == ""
@@ -219,7 +220,7 @@ def test_on_the_embedded_default_a_run_left_by_a_dead_process_is_failed_from_the
     run = services.run_create(agent=agent, input="hello", user=user)
     stale = timezone.now() - timedelta(minutes=5)
     Run.objects.filter(id=run.id).update(status=RunStatus.RUNNING, attempts=1, heartbeat_at=stale)
-    monkeypatch.setattr(services, "_last_inline_reap", 0.0)
+    monkeypatch.setattr(reaper, "_last_inline_reap", 0.0)
     services.run_start(agent=agent, input="another", user=user, wait=True)
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED and run.error_code == "RUN_WORKER_LOST"
@@ -289,7 +290,7 @@ def test_claiming_takes_a_queued_run_once_and_leaves_the_connection_committing_d
 
 @pytest.mark.django_db(transaction=True)
 def test_a_claim_sees_every_change_to_its_agent_even_one_made_without_save(make_agent, user):
-    """The claim keeps agents it has read (PostgreSQL: checked against a digest of the row); any change is seen."""
+    """The claim reads the run's agent as it is now: any change is seen, and each run has its own instance."""
     from agents.models import AgentDefinition
 
     agent = make_agent(tools=[], system_prompt_text="Be brief.")
@@ -314,17 +315,12 @@ def test_the_finished_run_returned_is_the_run_as_stored(make_agent, scripted, us
     assert stored.status == RunStatus.SUCCEEDED and stored.output == "Done." and stored.llm_calls == 1
 
 
-def test_a_run_that_opens_its_conversation_sends_what_reading_the_history_would(make_agent, scripted, user):
-    """The first run of a conversation skips reading the history: the model gets the same messages either way."""
+def test_the_first_run_of_a_conversation_sends_the_system_prompt_and_the_question(make_agent, scripted, user):
     agent = make_agent(tools=[])
-    sent = []
-    for opens in (True, False):
-        scripted.queue_response(content="Hi.")
-        run = services.run_create(agent=agent, input="Hello there.", user=user)
-        services.run_execute(run_id=run.id, opens_conversation=opens)
-        sent.append(scripted.calls[-1].messages)
-    assert sent[0] == sent[1]
-    assert [(m["role"], m["content"]) for m in sent[0]] == [
+    scripted.queue_response(content="Hi.")
+    run = services.run_create(agent=agent, input="Hello there.", user=user)
+    services.run_execute(run_id=run.id)
+    assert [(m["role"], m["content"]) for m in scripted.calls[-1].messages] == [
         ("system", "You are a helpful test agent."),
         ("user", "Hello there."),
     ]
