@@ -163,6 +163,8 @@ FAKE_COST_MAP = {
 
 @pytest.mark.django_db
 def test_import_prices_never_overwrites_manual_rows():
+    Price.objects.filter(source="litellm").delete()  # imported by `migrate`
+    history = Price.history.filter(model="gpt-4o").count()
     Price.objects.create(provider="anthropic", model="claude-x", input_per_million=Decimal("1"), source="manual")
     first = prices_import_litellm(cost_map=FAKE_COST_MAP)
     assert (first.created, first.skipped_manual, first.skipped_invalid) == (1, 1, 1)
@@ -172,8 +174,9 @@ def test_import_prices_never_overwrites_manual_rows():
     changed = {**FAKE_COST_MAP, "gpt-4o": {**FAKE_COST_MAP["gpt-4o"], "input_cost_per_token": 2e-06}}
     second = prices_import_litellm(cost_map=changed)
     assert (second.created, second.updated) == (0, 1)
-    assert Price.objects.get(model="gpt-4o").input_per_million == Decimal("2")
-    assert Price.history.filter(model="gpt-4o").count() == 2  # every change is kept
+    assert Price.objects.filter(model="gpt-4o").order_by("effective_from").last().input_per_million == Decimal("2")
+    assert Price.history.filter(model="gpt-4o").count() == history + 2  # every change is kept
+    assert Price.objects.get(model="claude-x").input_per_million == Decimal("1")
 
 
 @pytest.mark.django_db
