@@ -72,6 +72,10 @@ class BudgetAdmin(SimpleHistoryAdmin):
         super().delete_model(request, obj)
         services.bump_budget_version()
 
+    def delete_queryset(self, request, queryset) -> None:
+        super().delete_queryset(request, queryset)
+        services.bump_budget_version()  # "delete selected": every process stops applying them at its next call
+
 
 @admin.register(BudgetAlert)
 class BudgetAlertAdmin(admin.ModelAdmin):

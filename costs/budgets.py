@@ -1,8 +1,10 @@
 """An in-process index of active budgets, so that calls no budget applies to pay nothing on the hot path.
 
-Loaded from the database at most every `BUDGET_INDEX_TTL` seconds (sooner when the budgets' version stamp in the
-shared cache changes); never inside an event loop: async callers load a cold index through `sync_to_async` and
-hand later refreshes to a background thread (`refresh_in_background`), so they never wait for one.
+Before each call the index compares its version with the budgets' version stamp in the shared cache (one GET;
+`bump_budget_version` sets it when a budget is saved or deleted) and reloads from the database when they differ, so
+a budget changed in any process applies to the next call of every process. While the cache is unreachable the
+index reloads at most every `BUDGET_INDEX_OUTAGE_POLL` seconds instead; it also reloads every `BUDGET_INDEX_TTL`
+seconds whatever the stamp says. Never inside an event loop: async callers refresh it in a worker thread.
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import threading
 import time
 from dataclasses import dataclass
 
+from agent_platform.cache_safe import cache_available
 from agent_platform.cache_safe import safe_cache as cache  # a cache outage reads as a miss
 from agent_platform.observability.context import Caller
 
-BUDGET_INDEX_TTL = 10.0
+BUDGET_INDEX_TTL = 10.0  # a backstop for a change that bumped no stamp
+BUDGET_INDEX_OUTAGE_POLL = 1.0
 VERSION_KEY = "costs:budgets:version"
+_UNKNOWN = object()  # loaded while the cache was down: the first stamp read after it answers again reloads
 
 
 @dataclass(frozen=True)
@@ -44,10 +49,8 @@ class BudgetIndex:
         self._entries: dict[tuple[str, int], list[BudgetEntry]] | None = None
         self._any_hard = False
         self._loaded_at = 0.0
-        self._checked_at = 0.0
         self._version: object = None
         self._generation = 0
-        self._refreshing = False
         self._lock = threading.Lock()
 
     def invalidate(self) -> None:
@@ -59,47 +62,34 @@ class BudgetIndex:
     def loaded(self) -> bool:
         return self._entries is not None
 
-    def is_fresh(self) -> bool:
-        now = time.monotonic()
-        return self._entries is not None and now - self._loaded_at <= BUDGET_INDEX_TTL and now - self._checked_at <= 1
-
     def refresh(self, *, force: bool = False) -> None:
-        """Reload when stale or when another process changed a budget (a cheap version check once a second)."""
-        now = time.monotonic()
-        if not force and self._entries is not None and now - self._loaded_at <= BUDGET_INDEX_TTL:
-            if now - self._checked_at <= 1:
-                return
-            self._checked_at = now
-            if cache.get(VERSION_KEY) == self._version:
-                return
-        self._load()
+        """Reload when another process changed a budget (the version stamp differs), when the cache is down and the
+        index is older than the outage poll, or when it is older than the TTL. One cache GET."""
+        version = self._read_version()
+        if not force and self._entries is not None and not self._stale(version):
+            return
+        self._load(version)
         if self._entries is None:  # invalidated meanwhile: read again
-            self._load()
+            self._load(self._read_version())
 
-    def refresh_in_background(self) -> None:
-        """For callers in an event loop: a due refresh runs in a thread of its own, one at a time; meanwhile calls
-        are checked against the index as it is (a budget changed in another process applies about a second later,
-        as with the version check itself; one changed in this process invalidates the index at once)."""
-        from costs.pricing import run_in_background
+    @staticmethod
+    def _read_version() -> object:
+        version = cache.get(VERSION_KEY)
+        return version if cache_available() else _UNKNOWN
 
-        with self._lock:
-            if self._refreshing:
-                return
-            self._refreshing = True
+    def _stale(self, version: object) -> bool:
+        age = time.monotonic() - self._loaded_at
+        if age > BUDGET_INDEX_TTL:
+            return True
+        if version is _UNKNOWN:  # the cache is down: nobody can tell us about a change, so look ourselves
+            return age > BUDGET_INDEX_OUTAGE_POLL
+        return version != self._version
 
-        def run() -> None:
-            try:
-                self.refresh()
-            finally:
-                self._refreshing = False
-
-        run_in_background("costs-budget-refresh", run)
-
-    def _load(self) -> None:
+    def _load(self, version: object) -> None:
+        """Read the budgets; `version` is the stamp read before them (a change after the read bumps it again)."""
         from costs.models import Budget
 
         generation = self._generation
-        version = cache.get(VERSION_KEY)
         entries: dict[tuple[str, int], list[BudgetEntry]] = {}
         any_hard = False
         for b in Budget.objects.filter(is_active=True).values("id", "scope", "scope_id", "enforcement"):
@@ -112,7 +102,7 @@ class BudgetIndex:
             if generation != self._generation:
                 return  # invalidated while this was loading: what was read may be older than the change
             self._entries, self._any_hard, self._version = entries, any_hard, version
-            self._loaded_at = self._checked_at = time.monotonic()
+            self._loaded_at = time.monotonic()
 
     def matching(self, caller: Caller, *, hard_only: bool = False) -> list[BudgetEntry]:
         entries = self._entries or {}
@@ -130,5 +120,6 @@ budget_index = BudgetIndex()
 
 
 def bump_budget_version() -> None:
+    """Tell every process that the budgets changed: their next call reloads the index."""
     cache.set(VERSION_KEY, time.time_ns(), timeout=None)
     budget_index.invalidate()

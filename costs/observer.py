@@ -3,8 +3,10 @@
 Hot path (`on_llm_call`, usually inside an event loop): price the call from the in-process price cache (a dict
 lookup keyed by provider and model, no query), return the cost as an annotation and buffer the raw record with
 its price; the `CostRecord` instance, budget charges and alerts are built in `flush()`, off the hot path.
-`abefore_llm_call` costs nothing unless a hard budget applies to the caller (in-process index); stale caches are
-refreshed from a background thread, so the loop never waits for them once they are loaded.
+`abefore_llm_call` checks the in-process budget index against the budgets' version stamp in the shared cache (one
+GET, in a worker thread: a budget changed by any process applies to the next call) and reserves only when a hard
+budget applies to the caller; a stale price cache is refreshed from a background thread, so the loop never waits
+for it once it is loaded.
 LLM spans ingested from outside applications arrive through `on_ingested_llm_spans` (one call per ingest request)
 and become cost records at once. `CostsConfig.ready()` also registers the price table as the hub's pricer.
 """
@@ -17,7 +19,6 @@ from asgiref.sync import sync_to_async
 
 from agent_platform.observability.buffer import BatchBuffer
 from agent_platform.observability.hooks import LLMCallEstimate, LLMCallRecord, Observer
-from costs.budgets import budget_index
 from costs.models import CostRecord
 from costs.pricing import in_event_loop, price_cache
 
@@ -33,8 +34,6 @@ class CostObserver(Observer):
         from costs.services import budget_reserve_for_estimate
 
         price_cache.rows()
-        if budget_index.is_fresh() and not budget_index.matching(estimate.caller, hard_only=True):
-            return
         budget_reserve_for_estimate(estimate=estimate)
 
     async def abefore_llm_call(self, estimate: LLMCallEstimate) -> None:
@@ -45,11 +44,8 @@ class CostObserver(Observer):
             await sync_to_async(price_cache.rows, thread_sensitive=False)()
         elif not price_cache.is_fresh():
             price_cache.refresh_in_background()
-        if budget_index.loaded:
-            if not budget_index.is_fresh():
-                budget_index.refresh_in_background()
-            if not budget_index.matching(estimate.caller, hard_only=True):
-                return  # no hard budget applies: nothing to reserve
+        # off the loop: the budget index's stamp check (one cache GET; a reload only after a budget changed), then a
+        # reservation only when a hard budget applies to the caller
         await sync_to_async(budget_reserve_for_estimate, thread_sensitive=False)(estimate=estimate)
 
     # --- after the call ------------------------------------------------------------------------------------------

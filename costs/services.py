@@ -433,12 +433,22 @@ def _roll_period(budget: Budget, now: datetime) -> None:
         budget.period_start, budget.spent = start, ZERO
 
 
-def estimate_cost(estimate: LLMCallEstimate) -> Decimal:
+def estimate_cost(estimate: LLMCallEstimate) -> Decimal | None:
+    """What the call may cost at most (its input estimate and its output limit), or None when no price matches."""
     price = price_cache.price_for(provider=estimate.provider, model=estimate.model, at=timezone.now())
     if price is None:
-        return ZERO
+        return None
     tokens = Tokens(input=estimate.estimated_input_tokens, output=estimate.max_output_tokens)
     return compute_cost(price, tokens)
+
+
+def price_unknown(estimate: LLMCallEstimate, *, budget_ids: list[int]) -> PlatformError:
+    return PlatformError(
+        f"No price matches {estimate.provider or '-'}:{estimate.model}, so the hard budgets that apply to this caller "
+        f"cannot allow the call; add a price for the model (admin: Costs > Prices).",
+        code="PRICE_UNKNOWN",
+        details={"provider": estimate.provider, "model": estimate.model, "budget_ids": budget_ids},
+    )
 
 
 def budget_exceeded(budget: Budget, *, estimate: Decimal) -> PlatformError:
@@ -483,14 +493,19 @@ def budget_reserve(*, attempt_id: str, budget_ids: list[int], amount: Decimal) -
 
 
 def budget_reserve_for_estimate(*, estimate: LLMCallEstimate) -> list[int]:
-    """Reserve a call's estimated cost on the hard budgets that apply to its caller (none: nothing to do)."""
+    """Reserve a call's estimated cost on the hard budgets that apply to its caller (none: nothing to do). The
+    budget index is checked against the shared version stamp first, so a budget just changed by another process
+    applies. A model with no price is refused (`PRICE_UNKNOWN`) when a hard budget applies: counting it as free
+    would let it spend without limit."""
     budget_index.refresh()
     entries = budget_index.matching(estimate.caller, hard_only=True)
     if not entries:
         return []
-    return budget_reserve(
-        attempt_id=estimate.attempt_id, budget_ids=[e.id for e in entries], amount=estimate_cost(estimate)
-    )
+    budget_ids = [e.id for e in entries]
+    amount = estimate_cost(estimate)
+    if amount is None:
+        raise price_unknown(estimate, budget_ids=budget_ids)
+    return budget_reserve(attempt_id=estimate.attempt_id, budget_ids=budget_ids, amount=amount)
 
 
 def budget_settle(*, costs: dict[str, tuple[Decimal, CostRecord]], released_attempts: list[str]) -> list[int]:
