@@ -28,6 +28,7 @@ from agent_platform.observability.hooks import LLMCallEstimate, LLMCallRecord
 from costs.budgets import budget_index, bump_budget_version
 from costs.models import Budget, BudgetAlert, BudgetReservation, CostRecord, Price, UsageDaily, UsageRollupDay
 from costs.pricing import PriceRow, Tokens, bump_price_version, compute_cost, price_cache
+from costs.validation import validate_recompute_range
 
 logger = logging.getLogger("costs")
 ZERO = Decimal(0)
@@ -290,15 +291,33 @@ def cost_records_from_spans(*, spans: list[dict[str, Any]], user_id: int | None)
 
 
 @transaction.atomic
-def cost_records_recompute(*, start: datetime, end: datetime) -> dict[str, int]:
+def cost_records_recompute(
+    *,
+    start: datetime,
+    end: datetime,
+    provider: str | None = None,
+    model: str | None = None,
+    agent: str | None = None,
+) -> dict[str, int]:
     """Reprice every cost record created in [start, end) with the price table as it is now (after a correction),
-    then rebuild the affected days' rollups. Budgets are not re-charged."""
+    then rebuild the affected days' rollups. Budgets are not re-charged. `provider` and `model` match exactly;
+    `agent` is an agent's id or slug. The admin, the API and `manage.py recompute_costs` all call this."""
+    validate_recompute_range(start=start, end=end)
     price_cache.invalidate()
     changed = 0
     seen = 0
     days: set[date] = set()
     batch: list[CostRecord] = []
     records = CostRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+    if provider:
+        records = records.filter(provider=provider)
+    if model:
+        records = records.filter(model=model)
+    if agent:
+        by_agent = Q(agent_slug=agent)
+        if agent.isdigit():
+            by_agent |= Q(agent_id=int(agent))
+        records = records.filter(by_agent)
     # ingested spans that carried their own cost keep it
     records = records.exclude(attempt_id__startswith="span:", price__isnull=True, unpriced=False)
     for record in records.iterator(chunk_size=2000):
