@@ -47,43 +47,42 @@ def test_migrate_again_changes_nothing_when_the_bundled_map_is_unchanged():
 
 @pytest.mark.django_db
 def test_a_changed_price_adds_a_row_effective_from_now_and_the_old_row_keeps_its_history():
-    Price.objects.filter(source="litellm").delete()
-    first = prices_import_litellm(cost_map={"gpt-x": GPT, "claude-x": CLAUDE})
+    first = prices_import_litellm(cost_map={"acme-gpt-x": GPT, "acme-claude-x": CLAUDE})
     assert (first.created, first.updated) == (2, 0)
-    old = Price.objects.get(model="gpt-x")
+    old = Price.objects.get(model="acme-gpt-x")
     assert old.effective_from == datetime(2000, 1, 1, tzinfo=UTC)  # a first price also prices older calls
     before = timezone.now()
-    hub.emit_llm_call(llm_record(model="gpt-x", provider="openai", input_tokens=1_000_000, output_tokens=0))
+    hub.emit_llm_call(llm_record(model="acme-gpt-x", provider="openai", input_tokens=1_000_000, output_tokens=0))
     hub.flush()
 
-    cheaper = {"gpt-x": {**GPT, "input_cost_per_token": 2e-06}, "claude-x": CLAUDE}
+    cheaper = {"acme-gpt-x": {**GPT, "input_cost_per_token": 2e-06}, "acme-claude-x": CLAUDE}
     second = prices_import_litellm(cost_map=cheaper)
     assert (second.created, second.updated, second.unchanged) == (0, 1, 1)
     old.refresh_from_db()
     assert old.input_per_million == Decimal("2.5") and old.effective_from == datetime(2000, 1, 1, tzinfo=UTC)
-    new = Price.objects.filter(model="gpt-x").exclude(pk=old.pk).get()
+    new = Price.objects.filter(model="acme-gpt-x").exclude(pk=old.pk).get()
     assert new.input_per_million == Decimal("2") and new.effective_from >= before
-    assert Price.objects.filter(model="claude-x").count() == 1, "an unchanged price adds nothing"
+    assert Price.objects.filter(model="acme-claude-x").count() == 1, "an unchanged price adds nothing"
 
     # the call made before the change stays priced at the old row, even when recomputed; a new call gets the new one
     recorded = CostRecord.objects.get()
     cost_records_recompute(start=recorded.created_at, end=recorded.created_at + timedelta(seconds=1))
     recorded.refresh_from_db()
     assert recorded.price_id == old.pk and recorded.cost == Decimal("2.5")
-    hub.emit_llm_call(llm_record(model="gpt-x", provider="openai", input_tokens=1_000_000, output_tokens=0))
+    hub.emit_llm_call(llm_record(model="acme-gpt-x", provider="openai", input_tokens=1_000_000, output_tokens=0))
     hub.flush()
     assert CostRecord.objects.order_by("-created_at").first().cost == Decimal("2")
 
 
 @pytest.mark.django_db
 def test_a_sync_with_unchanged_prices_adds_nothing():
-    Price.objects.filter(source="litellm").delete()
-    prices_import_litellm(cost_map={"gpt-x": GPT, "claude-x": CLAUDE})
-    rows = list(Price.objects.filter(source="litellm").values_list("pk", "updated_at"))
+    prices_import_litellm(cost_map={"acme-gpt-x": GPT, "acme-claude-x": CLAUDE})
+    mine = Price.objects.filter(model__startswith="acme-")
+    rows = list(mine.values_list("pk", "updated_at"))
     history = Price.history.count()
-    again = prices_import_litellm(cost_map={"gpt-x": dict(GPT), "claude-x": dict(CLAUDE)})
+    again = prices_import_litellm(cost_map={"acme-gpt-x": dict(GPT), "acme-claude-x": dict(CLAUDE)})
     assert (again.created, again.updated, again.unchanged) == (0, 0, 2)
-    assert list(Price.objects.filter(source="litellm").values_list("pk", "updated_at")) == rows
+    assert list(mine.values_list("pk", "updated_at")) == rows
     assert Price.history.count() == history
 
 
