@@ -149,7 +149,12 @@ def prices_import_on_migrate(*, using: str) -> ImportResult | None:
     applied = MigrationRecorder(connection).applied_migrations()
     if any(leaf not in applied for leaf in loader.graph.leaf_nodes(Price._meta.app_label)):
         return None
-    return prices_import_litellm()
+    try:
+        cost_map = litellm_bundled_cost_map()
+    except (OSError, RuntimeError, ValueError):  # a litellm without its map must not fail the deploy's migrate
+        logger.warning("litellm's bundled cost map could not be read: prices were not synced", exc_info=True)
+        return None
+    return prices_import_litellm(cost_map=cost_map)
 
 
 # --- cost records ------------------------------------------------------------------------------------------------

@@ -46,6 +46,19 @@ def test_migrate_again_changes_nothing_when_the_bundled_map_is_unchanged():
 
 
 @pytest.mark.django_db
+def test_a_litellm_without_its_cost_map_does_not_fail_migrate(monkeypatch, caplog):
+    from django.core.management import call_command
+
+    import costs.services
+
+    monkeypatch.setattr(costs.services, "LITELLM_MAP_FILE", "no-such-map.json")  # a broken litellm install
+    rows = Price.objects.count()
+    call_command("migrate", verbosity=0)
+    assert Price.objects.count() == rows
+    assert "prices were not synced" in caplog.text
+
+
+@pytest.mark.django_db
 def test_a_changed_price_adds_a_row_effective_from_now_and_the_old_row_keeps_its_history():
     first = prices_import_litellm(cost_map={"acme-gpt-x": GPT, "acme-claude-x": CLAUDE})
     assert (first.created, first.updated) == (2, 0)
