@@ -111,14 +111,17 @@ def test_beat_syncs_prices_daily_on_the_maintenance_queue():
     assert app.amqp.router.route({}, "costs.import_prices")["queue"].name == maintenance_queue()
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the scheduler closes "old" connections, as beat does between ticks
 def test_the_database_scheduler_replaces_the_weekly_sync_with_the_daily_one():
-    from django_celery_beat.models import PeriodicTask
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
     from django_celery_beat.schedulers import DatabaseScheduler
 
-    from agent_platform.celery import app
+    from agent_platform.celery import PRICE_SYNC_ENTRY, app
 
-    assert PeriodicTask.objects.get(task="costs.import_prices").crontab.day_of_week == "1"  # migration 0002
+    weekly, _ = CrontabSchedule.objects.get_or_create(minute="40", hour="4", day_of_week="1", timezone="UTC")
+    PeriodicTask.objects.update_or_create(  # as costs' migration 0002 left it on existing databases
+        name=PRICE_SYNC_ENTRY, defaults={"task": "costs.import_prices", "crontab": weekly}
+    )
     DatabaseScheduler(app=app).setup_schedule()
     (task,) = PeriodicTask.objects.filter(task="costs.import_prices")
-    assert task.crontab.day_of_week == "*" and task.enabled
+    assert task.crontab.day_of_week == "*" and task.crontab.hour == "4" and task.enabled
