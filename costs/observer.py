@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 
 from agent_platform.observability.buffer import BatchBuffer
 from agent_platform.observability.hooks import LLMCallEstimate, LLMCallRecord, Observer
+from costs.budgets import budget_index
 from costs.models import CostRecord
 from costs.pricing import in_event_loop, price_cache
 
@@ -44,9 +45,12 @@ class CostObserver(Observer):
             await sync_to_async(price_cache.rows, thread_sensitive=False)()
         elif not price_cache.is_fresh():
             price_cache.refresh_in_background()
-        # off the loop: the budget index's stamp check (one cache GET; a reload only after a budget changed), then a
-        # reservation only when a hard budget applies to the caller
-        await sync_to_async(budget_reserve_for_estimate, thread_sensitive=False)(estimate=estimate)
+        # off the loop: the budget index's stamp check (one cache GET, shared by concurrent calls; a reload only after
+        # a budget changed), then a reservation only when a hard budget applies to the caller
+        await budget_index.arefresh()
+        if not budget_index.matching(estimate.caller, hard_only=True):
+            return
+        await sync_to_async(budget_reserve_for_estimate, thread_sensitive=False)(estimate=estimate, refresh=False)
 
     # --- after the call ------------------------------------------------------------------------------------------
     def on_llm_call(self, record: LLMCallRecord) -> dict[str, Any] | None:

@@ -161,6 +161,9 @@ def _after_fork() -> None:
     global _refresher, _refresher_lock
     _refresher, _refresher_lock = None, threading.Lock()
     price_cache._refreshing = False
+    from costs.budgets import budget_index
+
+    budget_index.forget_checks()
 
 
 _MISSING = object()

@@ -516,12 +516,13 @@ def budget_reserve(*, attempt_id: str, budget_ids: list[int], amount: Decimal) -
     return [b.pk for b in budgets]
 
 
-def budget_reserve_for_estimate(*, estimate: LLMCallEstimate) -> list[int]:
+def budget_reserve_for_estimate(*, estimate: LLMCallEstimate, refresh: bool = True) -> list[int]:
     """Reserve a call's estimated cost on the hard budgets that apply to its caller (none: nothing to do). The
-    budget index is checked against the shared version stamp first, so a budget just changed by another process
-    applies. A model with no price is refused (`PRICE_UNKNOWN`) when a hard budget applies: counting it as free
-    would let it spend without limit."""
-    budget_index.refresh()
+    budget index is checked against the shared version stamp first (unless the caller just did), so a budget just
+    changed by another process applies. A model with no price is refused (`PRICE_UNKNOWN`) when a hard budget
+    applies: counting it as free would let it spend without limit."""
+    if refresh:
+        budget_index.refresh()
     entries = budget_index.matching(estimate.caller, hard_only=True)
     if not entries:
         return []

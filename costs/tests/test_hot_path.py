@@ -104,3 +104,32 @@ async def test_in_an_event_loop_a_hard_budget_set_by_another_process_applies_to_
     with pytest.raises(PlatformError) as refused:
         await observer.abefore_llm_call(estimate())
     assert refused.value.code == "BUDGET_EXCEEDED"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_concurrent_calls_in_an_event_loop_all_see_a_budget_set_by_another_process(user):
+    import asyncio
+
+    from costs.budgets import VERSION_KEY
+    from costs.observer import observer
+
+    caller = Caller(user_id=user.pk)
+
+    def estimate() -> LLMCallEstimate:
+        return LLMCallEstimate(
+            attempt_id=secrets.token_hex(8),
+            endpoint="mock/demo",
+            model="mock/demo",
+            provider="mock",
+            estimated_input_tokens=1000,
+            max_output_tokens=1000,
+            caller=caller,
+        )
+
+    await asyncio.gather(*(observer.abefore_llm_call(estimate()) for _ in range(16)))  # no budget: all allowed
+    await Budget.objects.acreate(
+        name="spent", scope="user", scope_id=user.pk, period="total", limit=Decimal("0"), enforcement="hard"
+    )
+    await sync_to_async(cache.set)(VERSION_KEY, time.time_ns(), None)
+    outcomes = await asyncio.gather(*(observer.abefore_llm_call(estimate()) for _ in range(16)), return_exceptions=True)
+    assert all(isinstance(o, PlatformError) and o.code == "BUDGET_EXCEEDED" for o in outcomes), outcomes
