@@ -111,7 +111,8 @@ def test_user_restriction(history):
 def test_usage_api(key_client, user, history):
     CostRecord.objects.filter(user_id=1).update(user_id=user.pk)
     start = (history - timedelta(days=3)).isoformat()
-    response = key_client.get("/api/v1/usage/", {"start": start, "group_by": "model"})
+    end = (history + timedelta(days=1)).isoformat()  # today's records are at 01:00 and 02:00: maybe after now
+    response = key_client.get("/api/v1/usage/", {"start": start, "end": end, "group_by": "model"})
     assert response.status_code == 200
     body = response.json()
     assert [g["key"] for g in body["groups"]] == ["gpt-4o"], "a user sees only their own usage"
