@@ -4,9 +4,9 @@ Trace context, request id and caller travel in task headers: `before_task_publis
 restores them in the worker, `task_postrun` clears the context. Every task flushes its buffered observer records
 (spans, LLM calls) before its result is stored, so whoever sees the result can read its trace.
 
-Routes and schedule: the maintenance tasks (the reaper of stale runs, the run dispatch relay) go to their own queue,
-so that a backlog of runs on the default queue cannot starve them; beat schedules both. A worker consumes both
-queues (`-Q celery,maintenance`, see `worker_queues`).
+Routes and schedule: the maintenance tasks (the reaper of stale runs, the run dispatch relay, the daily litellm price
+sync) go to their own queue, so that a backlog of runs on the default queue cannot starve them; beat schedules them.
+A worker consumes both queues (`-Q celery,maintenance`, see `worker_queues`).
 """
 
 import os
@@ -32,7 +32,11 @@ app.autodiscover_tasks()
 
 REAPER_TASK = "agents.reap_stale_runs"
 DISPATCH_RELAY_TASK = "agents.relay_run_dispatch"
-MAINTENANCE_TASKS = frozenset({REAPER_TASK, DISPATCH_RELAY_TASK})
+PRICE_SYNC_TASK = "costs.import_prices"
+# The name of the weekly row costs' migration 0002 put in django_celery_beat's table: the DatabaseScheduler updates a
+# row of the same name from this schedule on start, so the daily sync replaces the weekly one instead of doubling it.
+PRICE_SYNC_ENTRY = "costs: import prices from litellm"
+MAINTENANCE_TASKS = frozenset({REAPER_TASK, DISPATCH_RELAY_TASK, PRICE_SYNC_TASK})
 
 
 def maintenance_queue_for(default_queue: str, explicit: str = "") -> str:
@@ -64,8 +68,10 @@ app.conf.task_routes = (_route,)
 
 @app.on_after_configure.connect
 def _schedule_maintenance(sender=None, **_kwargs) -> None:
-    """Beat: the dispatch relay every ~10 s, the reaper every ~30 s; a message not taken within its interval
-    expires (the next one does its work), so a stopped maintenance worker finds no pile of them."""
+    """Beat: the dispatch relay every ~10 s, the reaper every ~30 s, the litellm price sync daily; a message not
+    taken within its interval expires (the next one does its work), so a stopped maintenance worker finds no pile of
+    them."""
+    from celery.schedules import crontab
     from django.conf import settings
 
     relay_every = float(getattr(settings, "AGENT_RUN_DISPATCH_RELAY_SECONDS", 10.0))
@@ -78,6 +84,11 @@ def _schedule_maintenance(sender=None, **_kwargs) -> None:
             "options": {"expires": relay_every},
         },
         "agents-reap-stale-runs": {"task": REAPER_TASK, "schedule": reap_every, "options": {"expires": reap_every}},
+        PRICE_SYNC_ENTRY: {
+            "task": PRICE_SYNC_TASK,
+            "schedule": crontab(minute="40", hour="4"),
+            "options": {"expires": 23 * 3600},
+        },
     }
 
 

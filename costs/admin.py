@@ -1,9 +1,18 @@
-"""Admin: the price table (with history), cost records (unpriced filter, recompute action), budgets, alerts."""
+"""Admin: the price table (with history), cost records (unpriced filter, recompute by date range or selection),
+budgets, alerts."""
 
+from datetime import timedelta
+
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Max, Min
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from simple_history.admin import SimpleHistoryAdmin
 
+from agent_platform.api.errors import ValidationFailed
 from costs import services
 from costs.models import Budget, BudgetAlert, CostRecord, Price, UsageDaily
 
@@ -47,8 +56,6 @@ class CostRecordAdmin(admin.ModelAdmin):
         bounds = queryset.aggregate(start=Min("created_at"), end=Max("created_at"))
         if bounds["start"] is None:
             return
-        from datetime import timedelta
-
         result = services.cost_records_recompute(start=bounds["start"], end=bounds["end"] + timedelta(microseconds=1))
         self.message_user(
             request,
@@ -56,6 +63,49 @@ class CostRecordAdmin(admin.ModelAdmin):
             f"{bounds['end']:%Y-%m-%d %H:%M}: {result['changed']} changed.",
             messages.SUCCESS,
         )
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("recompute/", wrap(self.recompute_view), name="costs_costrecord_recompute"),
+            *super().get_urls(),
+        ]
+
+    def recompute_view(self, request: HttpRequest) -> HttpResponse:
+        """A date range (and optional filters) to reprice, through the same service as the API and the command."""
+        if not self.has_change_permission(request):  # it rewrites records
+            raise PermissionDenied
+        form = RecomputeForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = {k: v or None for k, v in form.cleaned_data.items()}
+            try:
+                result = services.cost_records_recompute(**data)
+            except ValidationFailed as exc:
+                form.add_error(exc.details.get("field"), exc.message)
+            else:
+                self.message_user(
+                    request,
+                    f"Recomputed {result['records']} records from {data['start']:%Y-%m-%d %H:%M} to "
+                    f"{data['end']:%Y-%m-%d %H:%M}: {result['changed']} changed, {result['days']} days' rollups "
+                    "rebuilt.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(reverse("admin:costs_costrecord_changelist"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Recompute costs for a date range",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/costs/costrecord/recompute.html", context)
+
+
+class RecomputeForm(forms.Form):
+    start = forms.DateTimeField(help_text="Inclusive, UTC: YYYY-MM-DD or YYYY-MM-DD HH:MM.")
+    end = forms.DateTimeField(help_text="Exclusive, UTC.")
+    provider = forms.CharField(required=False, max_length=64)
+    model = forms.CharField(required=False, max_length=200, help_text="Exact model name.")
+    agent = forms.CharField(required=False, max_length=100, help_text="Agent id or slug.")
 
 
 @admin.register(Budget)
@@ -72,6 +122,10 @@ class BudgetAdmin(SimpleHistoryAdmin):
     def delete_model(self, request, obj) -> None:
         super().delete_model(request, obj)
         services.bump_budget_version()
+
+    def delete_queryset(self, request, queryset) -> None:
+        super().delete_queryset(request, queryset)
+        services.bump_budget_version()  # "delete selected": every process stops applying them at its next call
 
 
 @admin.register(BudgetAlert)

@@ -1,4 +1,4 @@
-"""REST API of the costs app: usage reports, the price table (read), budgets."""
+"""REST API of the costs app: usage reports, the price table (read), budgets, recomputing costs."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agent_platform.api.errors import PlatformError
+from agent_platform.api.errors import PlatformError, ValidationFailed
 from costs import selectors, services
 from costs.models import Budget, Price
 from costs.queries import UsageQuerySerializer, usage_report_for
+from costs.validation import validate_recompute_range
 
 MONEY_FIELD = {"max_digits": 20, "decimal_places": 10, "coerce_to_string": True}
 
@@ -180,6 +181,44 @@ class BudgetDetailView(generics.RetrieveUpdateDestroyAPIView):
 
     def perform_destroy(self, instance) -> None:
         services.budget_delete(budget=instance)
+
+
+# --- recompute ---------------------------------------------------------------------------------------------------
+
+
+class RecomputeSerializer(serializers.Serializer):
+    start = serializers.DateTimeField(help_text="Inclusive (ISO 8601; a date means its midnight UTC).")
+    end = serializers.DateTimeField(help_text="Exclusive (ISO 8601).")
+    provider = serializers.CharField(required=False, max_length=64, help_text="Only this provider's records.")
+    model = serializers.CharField(required=False, max_length=200, help_text="Only this model's records (exact).")
+    agent = serializers.CharField(required=False, max_length=100, help_text="Only this agent's records (id or slug).")
+
+    def validate(self, attrs: dict) -> dict:
+        try:
+            validate_recompute_range(start=attrs["start"], end=attrs["end"])
+        except ValidationFailed as exc:  # reported like the field errors above: details.fields.<name>
+            raise serializers.ValidationError({exc.details["field"]: [exc.message]}) from exc
+        return attrs
+
+
+class RecomputeResultSerializer(serializers.Serializer):
+    records = serializers.IntegerField(help_text="Cost records in the range that match the filters.")
+    changed = serializers.IntegerField(help_text="Records whose price, cost or unpriced flag changed.")
+    days = serializers.IntegerField(help_text="UTC days whose rollups were rebuilt.")
+
+
+class RecomputeView(APIView):
+    """Reprice the cost records of a date range (optionally one provider, model or agent) with the price table as
+    it is now, and rebuild the affected daily rollups; budgets are not re-charged. Staff only."""
+
+    permission_classes = [permissions.IsAdminUser]
+
+    @extend_schema(request=RecomputeSerializer, responses=RecomputeResultSerializer)
+    def post(self, request: Request) -> Response:
+        query = RecomputeSerializer(data=request.data)
+        query.is_valid(raise_exception=True)
+        result = services.cost_records_recompute(**query.validated_data)
+        return Response(RecomputeResultSerializer(result).data)
 
 
 def default_range() -> tuple[datetime, datetime]:

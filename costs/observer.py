@@ -3,9 +3,11 @@
 Hot path (`on_llm_call`, usually inside an event loop): price the call from the in-process price cache (a dict
 lookup keyed by provider and model, no query), return the cost as an annotation and buffer the raw record with
 its price; the `CostRecord` instance, budget charges and alerts are built in `flush()`, off the hot path.
-`abefore_llm_call` costs nothing unless a hard budget applies to the caller (in-process index); stale caches are
-refreshed from a background thread, so the loop never waits for them once they are loaded. A budget check that
-fails (database locked or down) refuses the call with `BUDGET_CHECK_FAILED`: budgets fail closed.
+`abefore_llm_call` checks the in-process budget index against the budgets' version stamp in the shared cache (one
+GET, in a worker thread: a budget changed by any process applies to the next call) and reserves only when a hard
+budget applies to the caller; a stale price cache is refreshed from a background thread, so the loop never waits
+for it once it is loaded. A budget check that fails (database locked or down) refuses the call with
+`BUDGET_CHECK_FAILED`: budgets fail closed.
 In a Celery worker (where a kill -9 would lose the buffer) each attempt is also stored as "started" before its
 request (one insert, off the loop) and its record is written as soon as it ends (by the writer thread).
 LLM spans ingested from outside applications arrive through `on_ingested_llm_spans` (one call per ingest request)
@@ -84,10 +86,8 @@ class CostObserver(Observer):
         from costs.services import budget_reserve_for_estimate
 
         warm_prices(price_cache.rows)
-        if budget_index.is_fresh() and not budget_index.matching(estimate.caller, hard_only=True):
-            return
         try:
-            budget_reserve_for_estimate(estimate=estimate)
+            budget_reserve_for_estimate(estimate=estimate)  # checks the budgets' version stamp first
         except PlatformError:
             raise
         except Exception as exc:
@@ -101,13 +101,13 @@ class CostObserver(Observer):
             await sync_to_async(warm_prices, thread_sensitive=False)(price_cache.rows)
         elif not price_cache.is_fresh():
             price_cache.refresh_in_background()
-        if budget_index.loaded:
-            if not budget_index.is_fresh():
-                budget_index.refresh_in_background()
-            if not budget_index.matching(estimate.caller, hard_only=True):
-                return  # no hard budget applies: nothing to reserve
         try:
-            await sync_to_async(budget_reserve_for_estimate, thread_sensitive=False)(estimate=estimate)
+            # off the loop: the budget index's stamp check (one cache GET, shared by concurrent calls; a reload only
+            # after a budget changed), then a reservation only when a hard budget applies to the caller
+            await budget_index.arefresh()
+            if not budget_index.matching(estimate.caller, hard_only=True):
+                return
+            await sync_to_async(budget_reserve_for_estimate, thread_sensitive=False)(estimate=estimate, refresh=False)
         except PlatformError:
             raise
         except Exception as exc:

@@ -198,7 +198,7 @@ def _after_fork() -> None:
     price_cache._refreshing = False
     from costs.budgets import budget_index
 
-    budget_index._refreshing = False
+    budget_index.forget_checks()
 
 
 _MISSING = object()

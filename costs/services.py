@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
+from django.db.migrations.loader import MigrationLoader
+from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from simple_history.utils import bulk_create_with_history
 
 from agent_platform.api.errors import PlatformError, ValidationFailed
 from agent_platform.observability.hooks import LLMCallEstimate, LLMCallRecord
 from costs.budgets import budget_index, bump_budget_version
 from costs.models import Budget, BudgetAlert, BudgetReservation, CostRecord, Price, UsageDaily, UsageRollupDay
 from costs.pricing import CostParts, PriceRow, Tokens, bump_price_version, compute_cost, cost_parts, price_cache
+from costs.validation import validate_recompute_range
 
 logger = logging.getLogger("costs")
 ZERO = Decimal(0)
@@ -42,7 +49,7 @@ def price_save(*, price: Price) -> Price:
 @dataclass
 class ImportResult:
     created: int = 0
-    updated: int = 0
+    updated: int = 0  # re-priced: a new row effective from now beside the old one
     unchanged: int = 0
     skipped_manual: int = 0
     skipped_invalid: int = 0
@@ -57,20 +64,36 @@ def _per_million(value: Any) -> Decimal | None:
         return None
 
 
+LITELLM_MAP_FILE = "model_prices_and_context_window_backup.json"
+FIRST_IMPORT_FROM = datetime(2000, 1, 1, tzinfo=UTC)  # a model's first price also prices calls recorded before it
+
+
+def litellm_bundled_cost_map() -> dict[str, dict]:
+    """The cost map packaged with the installed litellm, read from its file (never fetched from the internet, and
+    without importing litellm, which takes seconds: this runs on every `migrate`)."""
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("litellm is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / LITELLM_MAP_FILE
+    with path.open(encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 @transaction.atomic
 def prices_import_litellm(*, cost_map: dict[str, dict] | None = None) -> ImportResult:
-    """Create or update `source=litellm` prices from litellm's bundled cost map. A model that has a manual price
-    (same provider and model) is left alone: prices edited by hand always win."""
+    """Sync `source=litellm` prices with litellm's bundled cost map. A model's first price is effective from
+    2000-01-01; a changed price adds a new row effective from now (the old row keeps pricing earlier calls); an
+    unchanged price writes nothing. A model that has a manual price (same provider and model) is left alone:
+    prices edited by hand always win."""
     if cost_map is None:
-        import os
-
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm  # lazy: ~3 s to import
-
-        cost_map = litellm.model_cost
+        cost_map = litellm_bundled_cost_map()
     result = ImportResult()
+    now = timezone.now()
     manual = set(Price.objects.filter(source=Price.Source.MANUAL).values_list("provider", "model"))
-    existing = {(p.provider, p.model): p for p in Price.objects.filter(source=Price.Source.LITELLM)}
+    current: dict[tuple[str, str], Price] = {}  # the latest litellm row of each (provider, model)
+    for price in Price.objects.filter(source=Price.Source.LITELLM).order_by("effective_from", "id"):
+        current[(price.provider, price.model)] = price
+    new_rows: list[Price] = []
     for model, info in cost_map.items():
         if model == "sample_spec" or not isinstance(info, dict):
             continue
@@ -89,28 +112,50 @@ def prices_import_litellm(*, cost_map: dict[str, dict] | None = None) -> ImportR
             "cached_input_per_million": _per_million(info.get("cache_read_input_token_cost")),
             "cache_write_per_million": _per_million(info.get("cache_creation_input_token_cost")),
             "reasoning_per_million": _per_million(info.get("output_cost_per_reasoning_token")),
-            "per_request": Decimal(str(info.get("input_cost_per_request") or 0)),
+            "per_request": Decimal(str(info.get("input_cost_per_request") or 0)).quantize(Decimal("0.0000000001")),
         }
-        row = existing.get((provider, model))
-        if row is None:
-            Price.objects.create(
+        row = current.get((provider, model))
+        if row is not None and all(getattr(row, k) == v for k, v in values.items()):
+            result.unchanged += 1
+            continue
+        new_rows.append(
+            Price(
                 provider=provider,
                 model=model,
                 source=Price.Source.LITELLM,
-                effective_from=datetime(2000, 1, 1, tzinfo=UTC),
+                effective_from=FIRST_IMPORT_FROM if row is None else now,
                 notes="imported from litellm",
                 **values,
             )
+        )
+        if row is None:
             result.created += 1
-        elif any(getattr(row, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(row, k, v)
-            row.save()
-            result.updated += 1
         else:
-            result.unchanged += 1
-    transaction.on_commit(bump_price_version)
+            result.updated += 1
+    # one INSERT per 500 rows: a fresh database takes the whole map (thousands of rows) on its first `migrate`
+    bulk_create_with_history(new_rows, Price, batch_size=500)
+    if new_rows:
+        transaction.on_commit(bump_price_version)
     return result
+
+
+def prices_import_on_migrate(*, using: str) -> ImportResult | None:
+    """After `migrate`: bring the litellm prices up to date, so real models are priced on a fresh database with no
+    command run (and after an upgrade of litellm). Nothing when the price table is not at its latest migration
+    (a partial or backwards `migrate`) or lives in another database."""
+    if using != router.db_for_write(Price):
+        return None
+    connection = connections[using]
+    loader = MigrationLoader(connection, ignore_no_migrations=True)
+    applied = MigrationRecorder(connection).applied_migrations()
+    if any(leaf not in applied for leaf in loader.graph.leaf_nodes(Price._meta.app_label)):
+        return None
+    try:
+        cost_map = litellm_bundled_cost_map()
+    except (OSError, RuntimeError, ValueError):  # a litellm without its map must not fail the deploy's migrate
+        logger.warning("litellm's bundled cost map could not be read: prices were not synced", exc_info=True)
+        return None
+    return prices_import_litellm(cost_map=cost_map)
 
 
 # --- cost records ------------------------------------------------------------------------------------------------
@@ -365,15 +410,33 @@ def cost_records_from_spans(*, spans: list[dict[str, Any]], user_id: int | None)
 
 
 @transaction.atomic
-def cost_records_recompute(*, start: datetime, end: datetime) -> dict[str, int]:
+def cost_records_recompute(
+    *,
+    start: datetime,
+    end: datetime,
+    provider: str | None = None,
+    model: str | None = None,
+    agent: str | None = None,
+) -> dict[str, int]:
     """Reprice every cost record created in [start, end) with the price table as it is now (after a correction),
-    then rebuild the affected days' rollups. Budgets are not re-charged."""
+    then rebuild the affected days' rollups. Budgets are not re-charged. `provider` and `model` match exactly;
+    `agent` is an agent's id or slug. The admin, the API and `manage.py recompute_costs` all call this."""
+    validate_recompute_range(start=start, end=end)
     price_cache.invalidate()
     changed = 0
     seen = 0
     days: set[date] = set()
     batch: list[CostRecord] = []
     records = CostRecord.objects.filter(created_at__gte=start, created_at__lt=end)
+    if provider:
+        records = records.filter(provider=provider)
+    if model:
+        records = records.filter(model=model)
+    if agent:
+        by_agent = Q(agent_slug=agent)
+        if agent.isdigit():
+            by_agent |= Q(agent_id=int(agent))
+        records = records.filter(by_agent)
     # ingested spans that carried their own cost keep it
     records = records.exclude(attempt_id__startswith="span:", price__isnull=True, unpriced=False)
     for record in records.iterator(chunk_size=2000):
@@ -508,12 +571,22 @@ def _roll_period(budget: Budget, now: datetime) -> None:
         budget.period_start, budget.spent = start, ZERO
 
 
-def estimate_cost(estimate: LLMCallEstimate) -> Decimal:
+def estimate_cost(estimate: LLMCallEstimate) -> Decimal | None:
+    """What the call may cost at most (its input estimate and its output limit), or None when no price matches."""
     price = price_cache.price_for(provider=estimate.provider, model=estimate.model, at=timezone.now())
     if price is None:
-        return ZERO
+        return None
     tokens = Tokens(input=estimate.estimated_input_tokens, output=estimate.max_output_tokens)
     return compute_cost(price, tokens)
+
+
+def price_unknown(estimate: LLMCallEstimate, *, budget_ids: list[int]) -> PlatformError:
+    return PlatformError(
+        f"No price matches {estimate.provider or '-'}:{estimate.model}, so the hard budgets that apply to this caller "
+        f"cannot allow the call; add a price for the model (admin: Costs > Prices).",
+        code="PRICE_UNKNOWN",
+        details={"provider": estimate.provider, "model": estimate.model, "budget_ids": budget_ids},
+    )
 
 
 def budget_exceeded(budget: Budget, *, estimate: Decimal) -> PlatformError:
@@ -557,15 +630,21 @@ def budget_reserve(*, attempt_id: str, budget_ids: list[int], amount: Decimal) -
     return [b.pk for b in budgets]
 
 
-def budget_reserve_for_estimate(*, estimate: LLMCallEstimate) -> list[int]:
-    """Reserve a call's estimated cost on the hard budgets that apply to its caller (none: nothing to do)."""
-    budget_index.refresh()
+def budget_reserve_for_estimate(*, estimate: LLMCallEstimate, refresh: bool = True) -> list[int]:
+    """Reserve a call's estimated cost on the hard budgets that apply to its caller (none: nothing to do). The
+    budget index is checked against the shared version stamp first (unless the caller just did), so a budget just
+    changed by another process applies. A model with no price is refused (`PRICE_UNKNOWN`) when a hard budget
+    applies: counting it as free would let it spend without limit."""
+    if refresh:
+        budget_index.refresh()
     entries = budget_index.matching(estimate.caller, hard_only=True)
     if not entries:
         return []
-    return budget_reserve(
-        attempt_id=estimate.attempt_id, budget_ids=[e.id for e in entries], amount=estimate_cost(estimate)
-    )
+    budget_ids = [e.id for e in entries]
+    amount = estimate_cost(estimate)
+    if amount is None:
+        raise price_unknown(estimate, budget_ids=budget_ids)
+    return budget_reserve(attempt_id=estimate.attempt_id, budget_ids=budget_ids, amount=amount)
 
 
 def budget_settle(*, costs: dict[str, tuple[Decimal, CostRecord]], released_attempts: list[str]) -> list[int]:

@@ -150,7 +150,7 @@ def test_recompute_after_a_price_correction(admin_client):
 
 FAKE_COST_MAP = {
     "sample_spec": {"input_cost_per_token": 0},
-    "gpt-4o": {
+    "acme-gpt": {
         "litellm_provider": "openai",
         "input_cost_per_token": 2.5e-06,
         "output_cost_per_token": 1e-05,
@@ -166,14 +166,15 @@ def test_import_prices_never_overwrites_manual_rows():
     Price.objects.create(provider="anthropic", model="claude-x", input_per_million=Decimal("1"), source="manual")
     first = prices_import_litellm(cost_map=FAKE_COST_MAP)
     assert (first.created, first.skipped_manual, first.skipped_invalid) == (1, 1, 1)
-    gpt = Price.objects.get(model="gpt-4o")
+    gpt = Price.objects.get(model="acme-gpt")
     assert gpt.source == "litellm" and gpt.input_per_million == Decimal("2.5") and gpt.cached_input_per_million == 1.25
     assert Price.objects.get(model="claude-x").input_per_million == Decimal("1")
-    changed = {**FAKE_COST_MAP, "gpt-4o": {**FAKE_COST_MAP["gpt-4o"], "input_cost_per_token": 2e-06}}
+    changed = {**FAKE_COST_MAP, "acme-gpt": {**FAKE_COST_MAP["acme-gpt"], "input_cost_per_token": 2e-06}}
     second = prices_import_litellm(cost_map=changed)
     assert (second.created, second.updated) == (0, 1)
-    assert Price.objects.get(model="gpt-4o").input_per_million == Decimal("2")
-    assert Price.history.filter(model="gpt-4o").count() == 2  # every change is kept
+    assert Price.objects.filter(model="acme-gpt").order_by("effective_from").last().input_per_million == Decimal("2")
+    assert Price.history.filter(model="acme-gpt").count() == 2  # every change is kept
+    assert Price.objects.get(model="claude-x").input_per_million == Decimal("1")
 
 
 @pytest.mark.django_db

@@ -4,7 +4,9 @@
 - `create_endpoint_for_fake_server(server, name="fake", **fields)`: a credential and an endpoint pointing at it;
 - `llm_records`: a test observer collecting every `LLMCallRecord` (and estimate) emitted during the test;
 - `mock_llm`: `mock_provider_for`, with every mock reset after the test.
-Every test starts with an empty endpoint cache and fresh mocks (autouse), so rolled-back rows never leak.
+Every test starts with an empty endpoint cache and fresh mocks (autouse), so rolled-back rows never leak, and every
+database test has the mock provider's demo price (autouse `_mock_price`): a transactional test's flush removes it,
+and a hard budget refuses a model with no price (`PRICE_UNKNOWN`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.fake_openai import FakeOpenAIServer
+from tests.support.sinks import _mock_price  # noqa: F401 - autouse, for every app's tests
 
 FAKE_API_KEY = "sk-fake-test-0123456789abcdefXYZ"
 

@@ -4,11 +4,14 @@ from costs.services import prices_import_litellm
 
 
 class Command(BaseCommand):
-    help = "Import or update prices from litellm's bundled cost map (prices edited by hand are never overwritten)."
+    help = (
+        "Sync prices with litellm's bundled cost map: a changed price gets a new row effective from now (prices edited "
+        "by hand are never overwritten). `migrate` and a daily beat task run the same sync."
+    )
 
     def handle(self, *args, **options):
         result = prices_import_litellm()
         self.stdout.write(
-            f"created {result.created}, updated {result.updated}, unchanged {result.unchanged}, "
+            f"created {result.created}, re-priced from now {result.updated}, unchanged {result.unchanged}, "
             f"kept manual {result.skipped_manual}, skipped without prices {result.skipped_invalid}"
         )
