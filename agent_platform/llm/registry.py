@@ -225,6 +225,7 @@ class EndpointRegistry:
         self._checked_at = 0.0
         if broadcast:
             token = secrets.token_hex(8)
+
             def publish() -> bool:
                 cache.set(VERSION_KEY, token, None)
                 return True
