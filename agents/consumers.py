@@ -159,18 +159,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # The socket checked that this user may see the agent when it connected; here only whether it still exists
         # and is enabled (one narrow query: this is on the way to the first token).
         self.agent.enabled = selectors.agent_enabled(agent_id=self.agent.id, slug=self.agent.slug)
-        services.runs_reap_inline()
-        run = services.run_create(
+        return services.run_start(
             agent=self.agent,
             input=text,
             conversation=conversation,
             user=self.user,
             api_key_id=self.caller["api_key_id"],
             run_id=run_id,
+            dispatch=dispatch,
         )
-        if dispatch:
-            services.run_dispatch(run=run)
-        return run
 
     async def _start(self, content: dict) -> None:
         # The caller is bound for the run's creation, its task's headers and (in-process) its execution, which

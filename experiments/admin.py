@@ -131,11 +131,7 @@ class ExperimentAdmin(admin.ModelAdmin):
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
-        experiment = form.instance
-        if experiment.baseline_id is None:
-            first = experiment.variants.order_by("position", "id").first()
-            if first is not None:
-                Experiment.objects.filter(pk=experiment.pk).update(baseline=first)
+        services.experiment_baseline_default(experiment=form.instance)
 
     @admin.action(description="Start (or resume) selected experiments")
     def start_experiments(self, request, queryset):

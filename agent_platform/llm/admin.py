@@ -25,7 +25,7 @@ class ProviderCredentialForm(forms.ModelForm):
         fields = ["name", "provider", "api_key", "extra", "enabled"]
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if not self.instance.pk and not cleaned.get("api_key"):
             self.add_error("api_key", "An API key is required for a new credential.")
         return cleaned
@@ -93,8 +93,9 @@ class ModelEndpointAdmin(SimpleHistoryAdmin):
         provider = obj.provider
         if provider in KEYLESS_PROVIDERS:
             return "not needed"
-        if obj.credential_id and obj.credential.enabled:
-            return f"credential: {obj.credential.name} ({obj.credential.key_hint})"
+        credential = obj.credential
+        if credential is not None and credential.enabled:
+            return f"credential: {credential.name} ({credential.key_hint})"
         if env_api_key(provider):
             return f"env: {env_var_names(provider)[0]}"
         if provider in AMBIENT_PROVIDERS:

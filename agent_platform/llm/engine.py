@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -364,21 +364,6 @@ async def resolve(name: str) -> ResolvedEndpoint:
     return await registry.aresolve(name)
 
 
-def _usable(endpoint: ResolvedEndpoint, call: _Call, estimated: int, *, primary: bool) -> str | None:
-    """The API key to use; raises for the primary endpoint, returns False-ish marker for a skipped fallback."""
-    try:
-        check_size(endpoint, call.messages, estimated)
-        return api_key_for(endpoint)
-    except LLMError:
-        if primary:
-            raise
-        logger.warning("skipping fallback endpoint %s: not usable for this request", endpoint.name)
-        return _SKIP
-
-
-_SKIP = "\x00skip"
-
-
 async def _before(
     call: _Call, endpoint: ResolvedEndpoint, params: dict, estimated: int, span_id: str, started_at: datetime
 ) -> None:
@@ -457,8 +442,13 @@ async def _targets(call: _Call, primary: ResolvedEndpoint, estimated: int) -> As
         ep = primary if position == 0 else await _fallback(name, primary)
         if ep is None:
             continue
-        api_key = _usable(ep, call, estimated, primary=position == 0)
-        if api_key == _SKIP:
+        try:
+            check_size(ep, call.messages, estimated)
+            api_key = api_key_for(ep)
+        except LLMError:
+            if position == 0:
+                raise  # the endpoint asked for cannot serve this request: say why
+            logger.warning("skipping fallback endpoint %s: not usable for this request", ep.name)
             continue
         call.tried.append(ep.name)
         provider = provider_for(ep)
@@ -695,7 +685,7 @@ async def astream(
     params: dict | None = None,
     pii_mask: bool = False,
     timeout: float | None = None,
-) -> AsyncIterator[StreamChunk]:
+) -> AsyncGenerator[StreamChunk, None]:
     primary = await resolve(endpoint)
     call = _prepare(endpoint, messages, tools, params, pii_mask, timeout, True)
     estimated = estimate_message_tokens(call.messages)
@@ -805,6 +795,7 @@ async def astream(
                     latency_ms=latency_ms,
                 ),
             )
+            assert result is not None  # a stream that ended without its result is an error above
             if relay is not None:
                 tail = relay.flush()
                 if tail:

@@ -225,15 +225,22 @@ class EndpointRegistry:
         self._checked_at = 0.0
         if broadcast:
             token = secrets.token_hex(8)
-            if cache_guard(lambda: cache.set(VERSION_KEY, token, None) or True, default=False, what="endpoint change"):
+
+            def publish() -> bool:
+                cache.set(VERSION_KEY, token, None)
+                return True
+
+            if cache_guard(publish, default=False, what="endpoint change"):
                 self._version = token
 
     # -- lookups -------------------------------------------------------------------------------------------
-    def cached(self, name: str) -> ResolvedEndpoint | bool | None:
-        """The cached entry; False when not cached (None means cached as not found)."""
-        if not self._fresh():
-            return False
-        return self._entries.get(name, False)
+    def cached(self, name: str) -> ResolvedEndpoint | None:
+        """The endpoint if this process knows it and nothing changed since (None: unknown here, or known missing)."""
+        return self._entries.get(name) if self._fresh() else None
+
+    def _known(self, name: str) -> bool:
+        """Whether `name` was looked up since the last change (found or not): then the database need not be asked."""
+        return self._fresh() and name in self._entries
 
     def _load(self, name: str) -> ResolvedEndpoint | None:
         from agent_platform.llm.models import ModelEndpoint
@@ -246,18 +253,17 @@ class EndpointRegistry:
         return None
 
     def lookup(self, name: str) -> ResolvedEndpoint | None:
-        entry = self.cached(name)
-        if entry is False:
-            entry = self._load(name)
-            with self._lock:
-                self._entries = {**self._entries, name: entry}
+        if self._known(name):
+            return self._entries[name]
+        entry = self._load(name)
+        with self._lock:
+            self._entries = {**self._entries, name: entry}
         return entry
 
     async def alookup(self, name: str) -> ResolvedEndpoint | None:
-        entry = self.cached(name)
-        if entry is False:
-            entry = await sync_to_async(self.lookup, thread_sensitive=True)(name)
-        return entry
+        if self._known(name):
+            return self._entries[name]
+        return await sync_to_async(self.lookup, thread_sensitive=True)(name)
 
     def resolve(self, name: str, *, allow_disabled: bool = False) -> ResolvedEndpoint:
         return _check(name, self.lookup(name), allow_disabled)

@@ -14,6 +14,7 @@ from experiments.services.datasets import (
 )
 from experiments.services.lifecycle import (
     background_runs,
+    experiment_baseline_default,
     experiment_cancel,
     experiment_create,
     experiment_start,
@@ -38,6 +39,7 @@ __all__ = [
     "dataset_items_add",
     "dataset_items_from_spans",
     "dataset_new_version",
+    "experiment_baseline_default",
     "experiment_cancel",
     "experiment_create",
     "experiment_finish",

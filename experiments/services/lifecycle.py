@@ -136,6 +136,18 @@ def experiment_create(
     return experiment
 
 
+@transaction.atomic
+def experiment_baseline_default(*, experiment: Experiment) -> Experiment:
+    """An experiment without a baseline compares against its first variant (as `experiment_create` does); one
+    without variants yet keeps none."""
+    if experiment.baseline_id is None:
+        first = experiment.variants.order_by("position", "id").first()
+        if first is not None:
+            experiment.baseline = first
+            experiment.save(update_fields=["baseline", "updated_at"])
+    return experiment
+
+
 def _check_references(
     variant: dict[str, Any],
     index: int,
