@@ -274,9 +274,12 @@ def _price_record(cost_record: CostRecord, *, refresh: bool = True) -> bool:
     return True
 
 
-def cost_records_write(*, records: list[CostRecord], released_attempts: list[str] | None = None) -> int:
+def cost_records_write(
+    *, records: list[CostRecord], released_attempts: list[str] | None = None, costs_given: frozenset[str] = frozenset()
+) -> int:
     """Store buffered cost records (idempotent by attempt id), settle hard-budget reservations to the actual
     costs, add the costs to every matching budget and fire threshold alerts. Returns the records inserted.
+    `costs_given`: attempt ids whose cost came with the record (an ingested span that says what it cost): not priced.
 
     The insert and the settlement are one transaction, and only the rows this insert actually added are charged:
     a concurrent flush of the same attempt waits on the unique attempt id and then inserts (and charges) nothing,
@@ -291,7 +294,7 @@ def cost_records_write(*, records: list[CostRecord], released_attempts: list[str
     stored = set(done.values_list("attempt_id", flat=True)) if done is not None else set()
     fresh = [r for r in fresh if r.attempt_id not in stored]
     for record in fresh:
-        if record.price_id is None and not record.unpriced and not getattr(record, "_cost_given", False):
+        if record.price_id is None and not record.unpriced and record.attempt_id not in costs_given:
             _price_record(record, refresh=True)
     fresh.sort(key=lambda r: r.attempt_id)  # one lock order on the unique index: concurrent flushes cannot deadlock
     with transaction.atomic():
@@ -383,7 +386,7 @@ def _insert_new(records: list[CostRecord]) -> set[str]:
 def cost_records_from_spans(*, spans: list[dict[str, Any]], user_id: int | None) -> int:
     """Cost records for LLM spans ingested from outside applications (attempt id `span:<span_id>`), priced from
     the table unless the span carries its own cost; idempotent, and charged to the caller's budgets once."""
-    records = []
+    records, given = [], set()
     for span in spans:
         if not span.get("model") or span.get("kind") != "llm":
             continue
@@ -404,9 +407,9 @@ def cost_records_from_spans(*, spans: list[dict[str, Any]], user_id: int | None)
         )
         if span.get("cost") is not None:
             record.cost = span["cost"]
-            record._cost_given = True
+            given.add(record.attempt_id)
         records.append(record)
-    return cost_records_write(records=records) if records else 0
+    return cost_records_write(records=records, costs_given=frozenset(given)) if records else 0
 
 
 @transaction.atomic

@@ -140,10 +140,11 @@ def _without_secrets(parameters: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in (parameters or {}).items() if not _SECRET_NAME.search(str(k))}
 
 
-def span_row_from_instance(span: Span) -> dict[str, Any]:
+def span_row_from_instance(span: Span, *, meta: dict[str, Any] | None = None, billed: bool = False) -> dict[str, Any]:
+    """A span built as a model instance, as a row: `meta` attributes its trace, `billed` marks an LLM span to price."""
     row = {name: getattr(span, name) for name in _SPAN_NAMES}
-    row["_meta"] = getattr(span, "_trace_meta", None) or {}
-    row["_billed"] = getattr(span, "_billed", False)
+    row["_meta"] = meta or {}
+    row["_billed"] = billed
     return row
 
 
@@ -380,7 +381,7 @@ def spans_ingest(
         meta["user_id"] = user_id
         trace_meta[data["trace_id"]] = meta
         result.accepted += 1
-    rows: list[Span] = []
+    rows: list[dict[str, Any]] = []
     for index, data in spans:
         if foreign(data["trace_id"]):
             result.errors.append(_foreign_error("span", index))
@@ -393,14 +394,12 @@ def spans_ingest(
             duration_ms=_duration_ms(data["start_time"], data["end_time"]),
             user_id=user_id,
         )
-        span._trace_meta = {"user_id": user_id}
-        span._billed = bool(span.model)
-        rows.append(span)
+        rows.append(span_row_from_instance(span, meta={"user_id": user_id}, billed=bool(span.model)))
         result.accepted += 1
     if rows or trace_meta:
-        spans_write(spans=rows, trace_meta=trace_meta, source="ingest")
+        spans_write(spans=[dict(row) for row in rows], trace_meta=trace_meta, source="ingest")  # it prices its own
     # LLM spans cost money: whoever keeps costs (the costs app) gets them through the hub, in one call
-    hub.emit_ingested_llm_spans([span_row_from_instance(s) for s in rows if s.kind == SpanKind.LLM], user_id=user_id)
+    hub.emit_ingested_llm_spans([row for row in rows if row["kind"] == SpanKind.LLM], user_id=user_id)
     return result
 
 
