@@ -124,6 +124,20 @@ def session_client(user):
 
 
 @pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """Before the test database is created: drop any connection pool already made. Django builds a pool from the
+    settings of the moment and closes it when it clones or destroys a test database, not when it creates one, so a
+    pool made earlier (anything that touched the database at collection) would go on serving the real database."""
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        connection.close()
+    for connection in connections.all():
+        if getattr(connection, "close_pool", None) is not None:
+            connection.close_pool()
+
+
+@pytest.fixture(scope="session")
 def _celery_worker_process(django_db_setup, django_db_blocker):
     if not settings.REDIS_URL or settings.CELERY_TASK_ALWAYS_EAGER:
         pytest.skip("needs REDIS_URL (a real broker) for a real Celery worker")

@@ -109,3 +109,15 @@ def test_concurrent_requests_share_the_pool_and_never_open_more_sessions_than_it
     # With 8 callers and 2 connections, callers wait for one (0.5 s at most each time): all of them are served.
     assert statuses.count(200) + statuses.count(503) == 40 and statuses.count(200) > 0
     assert 0 < peak <= 2, f"{peak} sessions for a pool of 2"
+
+
+def test_every_pooled_connection_reaches_the_test_database():
+    # A pool built before the test database existed (the schema test loads the API at collection) would serve the
+    # real database instead: conftest drops such a pool before the test database is created.
+    def database_of_a_new_connection() -> str:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT current_database()")
+            return cursor.fetchone()[0]
+
+    assert in_a_new_thread(database_of_a_new_connection) == connection.settings_dict["NAME"]
+    assert connection.settings_dict["NAME"].startswith("test")
