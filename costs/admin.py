@@ -33,8 +33,7 @@ class PriceAdmin(SimpleHistoryAdmin):
         services.price_save(price=obj)
 
     def delete_model(self, request, obj) -> None:
-        super().delete_model(request, obj)
-        services.bump_price_version()
+        services.price_delete(price=obj)
 
 
 @admin.register(CostRecord)
@@ -120,12 +119,10 @@ class BudgetAdmin(SimpleHistoryAdmin):
         services.budget_save(budget=obj)
 
     def delete_model(self, request, obj) -> None:
-        super().delete_model(request, obj)
-        services.bump_budget_version()
+        services.budget_delete(budget=obj)
 
     def delete_queryset(self, request, queryset) -> None:
-        super().delete_queryset(request, queryset)
-        services.bump_budget_version()  # "delete selected": every process stops applying them at its next call
+        services.budgets_delete(budgets=queryset)
 
 
 @admin.register(BudgetAlert)

@@ -49,9 +49,9 @@ def test_migrate_again_changes_nothing_when_the_bundled_map_is_unchanged():
 def test_a_litellm_without_its_cost_map_does_not_fail_migrate(monkeypatch, caplog):
     from django.core.management import call_command
 
-    import costs.services
+    from costs.services import prices
 
-    monkeypatch.setattr(costs.services, "LITELLM_MAP_FILE", "no-such-map.json")  # a broken litellm install
+    monkeypatch.setattr(prices, "LITELLM_MAP_FILE", "no-such-map.json")  # a broken litellm install
     rows = Price.objects.count()
     call_command("migrate", verbosity=0)
     assert Price.objects.count() == rows
