@@ -123,7 +123,17 @@ class BudgetIndex:
             if checks.queued is not None:
                 self._start_check(loop, checks)
 
-        loop.run_in_executor(None, self.refresh).add_done_callback(finished)
+        loop.run_in_executor(None, self._refresh_and_close).add_done_callback(finished)
+
+    def _refresh_and_close(self) -> None:
+        """`refresh()` on an executor thread, which gives its database connection back afterwards: a thread of the
+        loop's executor lives on, and a connection it kept would hold one of the process's pool slots for good."""
+        from django.db import close_old_connections
+
+        try:
+            self.refresh()
+        finally:
+            close_old_connections()
 
     @staticmethod
     def _read_version() -> object:

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from agent_platform.api.errors import PlatformError
 from agent_platform.celery import in_worker
@@ -80,7 +80,7 @@ class CostObserver(Observer):
     async def abefore_llm_call(self, estimate: LLMCallEstimate) -> None:
         await self._acheck_budgets(estimate)
         if in_worker():
-            await sync_to_async(record_start, thread_sensitive=False)(estimate)
+            await database_sync_to_async(record_start, thread_sensitive=False)(estimate)
 
     def _check_budgets(self, estimate: LLMCallEstimate) -> None:
         from costs.services import budget_reserve_for_estimate
@@ -98,16 +98,19 @@ class CostObserver(Observer):
 
         # keep prices warm for on_llm_call, which runs in the loop: only a cold cache is waited for
         if not price_cache.loaded:
-            await sync_to_async(warm_prices, thread_sensitive=False)(price_cache.rows)
+            await database_sync_to_async(warm_prices, thread_sensitive=False)(price_cache.rows)
         elif not price_cache.is_fresh():
             price_cache.refresh_in_background()
         try:
-            # off the loop: the budget index's stamp check (one cache GET, shared by concurrent calls; a reload only
+            # off the loop (on threads that give their database connection back to the pool afterwards): the
+            # budget index's stamp check (one cache GET, shared by concurrent calls; a reload only
             # after a budget changed), then a reservation only when a hard budget applies to the caller
             await budget_index.arefresh()
             if not budget_index.matching(estimate.caller, hard_only=True):
                 return
-            await sync_to_async(budget_reserve_for_estimate, thread_sensitive=False)(estimate=estimate, refresh=False)
+            await database_sync_to_async(budget_reserve_for_estimate, thread_sensitive=False)(
+                estimate=estimate, refresh=False
+            )
         except PlatformError:
             raise
         except Exception as exc:

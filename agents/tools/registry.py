@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from agent_platform.api.errors import PlatformError
 from agent_platform.observability.hooks import SpanKind
@@ -148,7 +148,8 @@ async def execute_tool(
             if inspect.iscoroutinefunction(tool.run):
                 call = tool.run(parsed, context)
             else:
-                call = sync_to_async(tool.run, thread_sensitive=False)(parsed, context)
+                # on a thread of its own, which gives its database connection back to the pool afterwards
+                call = database_sync_to_async(tool.run, thread_sensitive=False)(parsed, context)
             try:
                 result = await asyncio.wait_for(call, timeout=tool_class.timeout_seconds)
             except TimeoutError:
