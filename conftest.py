@@ -8,7 +8,7 @@ import secrets
 import pytest
 from django.conf import settings
 
-from tests.support.worker import CeleryWorker, worker_environment
+from tests.support.worker import CeleryWorker, through_the_worker, worker_environment
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -25,6 +25,20 @@ def pytest_configure(config) -> None:
 
     app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
     os.environ["AGENT_PLATFORM_TEST_RUN"] = prefix
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-django orders the tests by their kind of database use
+def pytest_collection_modifyitems(config, items) -> None:
+    """A test marked `runs` goes through the real worker on the full stack: its database is transactional (the
+    worker sees only committed rows) and it uses the `celery_worker` fixture. `in_process` keeps it in-process."""
+    for item in items:
+        if item.get_closest_marker("worker") or not through_the_worker(item):
+            continue
+        existing = item.get_closest_marker("django_db")
+        options = dict(existing.kwargs) if existing else {}
+        item.add_marker(pytest.mark.django_db(**{**options, "transaction": True}), append=False)
+        if "celery_worker" not in item.fixturenames:
+            item.fixturenames.append("celery_worker")  # set up last: idle again before the database is flushed
 
 
 def pytest_unconfigure(config) -> None:

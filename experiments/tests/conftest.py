@@ -1,5 +1,7 @@
 import pytest
 
+from tests.support.worker import through_the_worker
+
 
 def pytest_configure(config):
     config.addinivalue_line(
@@ -19,9 +21,9 @@ def _mocks():
 
 @pytest.fixture(autouse=True)
 def _in_process_runs(request):
-    """Experiments run in-process (eager Celery) in these tests, on both stacks: the mock provider's scripts live in
-    this process. Tests marked `worker` use the real worker instead."""
-    if request.node.get_closest_marker("worker"):
+    """Experiments run in-process (eager Celery) except through the real worker: tests marked `worker`, and tests
+    marked `runs` on the full stack (tests.support.worker.through_the_worker)."""
+    if through_the_worker(request.node):
         yield
         return
     from django.conf import settings

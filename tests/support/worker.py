@@ -27,6 +27,19 @@ def database_url_for_current_connection() -> str:
     return f"postgres://{auth}{host}{port}/{params['NAME']}"
 
 
+def full_stack() -> bool:
+    """PostgreSQL and Redis, not eager: a worker process can share the test database and the broker."""
+    return bool(settings.REDIS_URL) and settings.USING_POSTGRES and not settings.CELERY_TASK_ALWAYS_EAGER
+
+
+def through_the_worker(node) -> bool:
+    """Whether a test's runs and experiments go through the real worker: marked `worker`, or marked `runs` on the
+    full stack and not `in_process`. Other tests execute them in-process (eager Celery)."""
+    if node.get_closest_marker("worker"):
+        return True
+    return full_stack() and bool(node.get_closest_marker("runs")) and not node.get_closest_marker("in_process")
+
+
 def worker_environment(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -37,6 +50,7 @@ def worker_environment(**extra: str) -> dict[str, str]:
         CELERY_TASK_ALWAYS_EAGER="false",
         DJANGO_SETTINGS_MODULE="agent_platform.settings",
         LOG_LEVEL="WARNING",
+        LLM_MOCK_STORE="cache",  # what the test scripted on a mock model is what the worker answers
     )
     if "CONFIG" in settings.CHANNEL_LAYERS["default"]:
         env["CHANNEL_LAYER_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
