@@ -145,7 +145,9 @@ def _celery_worker_process(django_db_setup, django_db_blocker):
         pytest.skip("a worker process cannot share an SQLite test database; needs DATABASE_URL (PostgreSQL)")
     worker = CeleryWorker(env=worker_environment())
     worker.start()
+    CeleryWorker.session = worker
     yield worker
+    CeleryWorker.session = None
     worker.stop()
 
 

@@ -40,6 +40,17 @@ def through_the_worker(node) -> bool:
     return full_stack() and bool(node.get_closest_marker("runs")) and not node.get_closest_marker("in_process")
 
 
+def records_written() -> None:
+    """Make what finished runs recorded (spans, LLM calls, usage) readable in the database: flush this process's
+    buffers, and wait until the session's worker, if one runs, holds no task: a task flushes its records at its
+    end, just after its run is stored as finished."""
+    from agent_platform.observability.hooks import hub
+
+    hub.flush()
+    if CeleryWorker.session is not None:
+        CeleryWorker.session.wait_idle()
+
+
 def worker_environment(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -59,6 +70,8 @@ def worker_environment(**extra: str) -> dict[str, str]:
 
 
 class CeleryWorker:
+    session: CeleryWorker | None = None  # the one the `celery_worker` fixture started, while it runs
+
     def __init__(self, *, env: dict[str, str], concurrency: int = 2, pool: str = "prefork") -> None:
         self.env = env
         self.concurrency = concurrency
