@@ -51,6 +51,15 @@ def records_written() -> None:
         CeleryWorker.session.wait_idle()
 
 
+def budgets_reach_the_worker() -> None:
+    """A budget saved in this process applies in a worker process at its budget index's next version check, at most
+    a second after its last one (costs.budgets, by design): when runs go to a worker, wait that second out."""
+    from agent_platform.celery import app
+
+    if CeleryWorker.session is not None and not app.conf.task_always_eager:
+        time.sleep(1.1)
+
+
 def worker_environment(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
