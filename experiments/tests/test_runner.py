@@ -1,6 +1,7 @@
-"""Running experiments in-process (eager Celery) on the mock provider: report numbers checked by hand, evaluator and
-call failures recorded per item, caller attribution, the concurrency bound, 409 on a double start, resume without
-re-running finished items, budget stop, cancel."""
+"""Running experiments on the mock provider: report numbers checked by hand, evaluator and call failures recorded per
+item, caller attribution, the concurrency bound, 409 on a double start, resume without re-running finished items,
+budget stop, cancel. In-process, except the `runs` tests on the full stack (on the worker); the others read this
+process's observers (Recorder) or register an evaluator here."""
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -71,10 +72,14 @@ def recorder():
 
 
 @pytest.fixture
-def start(django_capture_on_commit_callbacks):
+def start(django_capture_on_commit_callbacks, until_finished):
+    """Start the experiment and return once it has finished (in-process at once; on the worker, waited for)."""
+
     def run(experiment):
         with django_capture_on_commit_callbacks(execute=True):
-            return services.experiment_start(experiment=experiment)
+            started = services.experiment_start(experiment=experiment)
+        until_finished(started.pk)
+        return started
 
     return run
 
@@ -219,6 +224,7 @@ def test_concurrency_limit_is_respected_and_used(start, user, dataset, prompt, r
     assert 2 <= obs.max_in_flight <= 4
 
 
+@pytest.mark.runs
 def test_starting_a_running_experiment_is_409_and_a_stale_one_resumes_without_rerunning_finished_items(
     start, user, dataset, prompt, settings
 ):
@@ -297,6 +303,7 @@ def test_per_endpoint_limit_caps_in_flight_calls_below_the_experiment_limit(
     assert obs.max_in_flight == 2
 
 
+@pytest.mark.runs
 def test_prompt_render_errors_are_recorded_per_item(start, user, prompt):
     ds = services.dataset_create(
         name="bad-vars", owner=user, items=[{"input": {"q": "fine"}}, {"input": {"other": "x"}}]
@@ -357,6 +364,7 @@ def test_a_runner_presumed_dead_stops_when_it_notices_a_newer_start(user, datase
     assert experiment_heartbeat(experiment_id=experiment.pk, run_token="new") == ExperimentStatus.CANCELLED
 
 
+@pytest.mark.runs
 def test_report_while_running_skips_resampling_and_a_finished_report_is_cached(
     start, user, dataset, prompt, django_assert_max_num_queries
 ):
