@@ -102,6 +102,7 @@ def make_experiment(user, dataset, variants, evaluators=None, concurrency=1):
     )
 
 
+@pytest.mark.in_process("reads the calls this process's observer (Recorder) saw")
 def test_two_variants_report_numbers_checked_by_hand(start, user, dataset, prompt, recorder):
     obs = recorder()
     script("mock/exp-a", correct=set(range(1, 13)))  # 12 of 24 right
@@ -166,6 +167,7 @@ def test_two_variants_report_numbers_checked_by_hand(start, user, dataset, promp
     assert report["items"][12]["outputs"]["A"]["scores"]["accuracy"]["passed"] is False
 
 
+@pytest.mark.in_process("registers an evaluator in this process")
 def test_a_failing_evaluator_and_a_failing_call_are_recorded_on_their_items(start, user, dataset, prompt):
     @register
     class Fragile(Evaluator):
@@ -211,6 +213,7 @@ def test_a_failing_evaluator_and_a_failing_call_are_recorded_on_their_items(star
     assert summary["scores"]["accuracy"]["n"] == N
 
 
+@pytest.mark.in_process("reads the calls this process's observer (Recorder) saw")
 def test_concurrency_limit_is_respected_and_used(start, user, dataset, prompt, recorder):
     obs = recorder()
     mock_provider_for("mock/exp-slow").latency = 0.02
@@ -253,6 +256,7 @@ def test_starting_a_running_experiment_is_409_and_a_stale_one_resumes_without_re
     assert ExperimentResult.objects.filter(experiment=experiment, status=ResultStatus.COMPLETED).count() == N
 
 
+@pytest.mark.in_process("its budget is an observer (Recorder) of this process")
 def test_budget_refusal_stops_cleanly_keeping_what_was_done(start, user, dataset, prompt, recorder):
     recorder(refuse_after=5)
     experiment = make_experiment(user, dataset, [{"name": "A", "prompt_name": "qa-exp", "endpoint": "mock/exp-a"}])
@@ -266,6 +270,7 @@ def test_budget_refusal_stops_cleanly_keeping_what_was_done(start, user, dataset
     assert counts[ResultStatus.PENDING] == N - 5  # left for a later run, not marked failed
 
 
+@pytest.mark.in_process("cancels from an observer (Recorder) of this process")
 def test_cancel_stops_new_items_and_keeps_finished_ones(start, user, dataset, prompt, recorder):
     holder = {}
 
@@ -288,6 +293,7 @@ def test_cancel_stops_new_items_and_keeps_finished_ones(start, user, dataset, pr
     assert info.value.code == "CONFLICT"
 
 
+@pytest.mark.in_process("reads the calls this process's observer (Recorder) saw")
 def test_per_endpoint_limit_caps_in_flight_calls_below_the_experiment_limit(
     start, user, dataset, prompt, recorder, settings
 ):
@@ -324,8 +330,9 @@ def test_dataset_import_size_limit(user, settings):
     assert info.value.code == "DATASET_INVALID" and info.value.details["field"] == "file"
 
 
+@pytest.mark.runs
 def test_the_periodic_sweep_resumes_only_experiments_whose_runner_died(
-    user, dataset, prompt, settings, django_capture_on_commit_callbacks
+    user, dataset, prompt, settings, django_capture_on_commit_callbacks, until_finished
 ):
     from datetime import timedelta
 
@@ -346,7 +353,7 @@ def test_the_periodic_sweep_resumes_only_experiments_whose_runner_died(
     settings.EXPERIMENTS_HEARTBEAT_TIMEOUT = 60
     with django_capture_on_commit_callbacks(execute=True):
         assert resume_stale() == [dead.pk]
-    dead.refresh_from_db()
+    dead = until_finished(dead.pk)
     alive.refresh_from_db()
     assert dead.status == ExperimentStatus.COMPLETED
     assert (alive.status, alive.run_token) == (ExperimentStatus.RUNNING, "y")
@@ -390,6 +397,7 @@ def test_report_while_running_skips_resampling_and_a_finished_report_is_cached(
     assert running["comparisons"][0]["verdict"] == "statistics when the experiment finishes"
 
 
+@pytest.mark.in_process("patches the litellm loader of this process")
 def test_a_run_loads_litellm_before_its_first_call_and_off_the_event_loop(
     start, user, dataset, prompt, fake_openai, monkeypatch
 ):
