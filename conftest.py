@@ -8,7 +8,7 @@ import secrets
 import pytest
 from django.conf import settings
 
-from tests.support.worker import CeleryWorker, worker_environment
+from tests.support.worker import CeleryWorker, through_the_worker, worker_environment
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -25,6 +25,20 @@ def pytest_configure(config) -> None:
 
     app.conf.task_default_queue = settings.CELERY_TASK_DEFAULT_QUEUE
     os.environ["AGENT_PLATFORM_TEST_RUN"] = prefix
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-django orders the tests by their kind of database use
+def pytest_collection_modifyitems(config, items) -> None:
+    """A test marked `runs` goes through the real worker on the full stack: its database is transactional (the
+    worker sees only committed rows) and it uses the `celery_worker` fixture. `in_process` keeps it in-process."""
+    for item in items:
+        if item.get_closest_marker("worker") or not through_the_worker(item):
+            continue
+        existing = item.get_closest_marker("django_db")
+        options = dict(existing.kwargs) if existing else {}
+        item.add_marker(pytest.mark.django_db(**{**options, "transaction": True}), append=False)
+        if "celery_worker" not in item.fixturenames:
+            item.fixturenames.append("celery_worker")  # set up last: idle again before the database is flushed
 
 
 def pytest_unconfigure(config) -> None:
@@ -63,6 +77,28 @@ def _clear_cache():
         cache.clear()
     reset_outages()  # an outage one test made does not carry into the next
     local_windows.clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _rows_a_worker_cached(request):
+    """A worker process outlives each test's database: after a flush, the rows of the data migrations it may have
+    cached (the mock's demo price) come back with their ids, and the price and budget version stamps move on, so
+    that it reloads what it holds of the tables the flush emptied."""
+    if request.node.get_closest_marker("django_db") is None:
+        yield
+        return
+    from tests.support.sinks import _mock_price_id, mock_price_restore
+
+    if through_the_worker(request.node) or not _mock_price_id:  # the first test sees the migrated row: its id
+        request.getfixturevalue("_django_db_helper")
+        mock_price_restore()
+    if through_the_worker(request.node):
+        from costs.budgets import bump_budget_version
+        from costs.pricing import bump_price_version
+
+        bump_price_version()
+        bump_budget_version()
     yield
 
 
@@ -145,7 +181,9 @@ def _celery_worker_process(django_db_setup, django_db_blocker):
         pytest.skip("a worker process cannot share an SQLite test database; needs DATABASE_URL (PostgreSQL)")
     worker = CeleryWorker(env=worker_environment())
     worker.start()
+    CeleryWorker.session = worker
     yield worker
+    CeleryWorker.session = None
     worker.stop()
 
 

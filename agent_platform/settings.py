@@ -449,3 +449,8 @@ LLM_MAX_RETRY_AFTER = env.float("LLM_MAX_RETRY_AFTER", default=30.0)
 LLM_CACHE_TTL = env.int("LLM_CACHE_TTL", default=3600)
 LLM_MAX_INPUT_CHARS = env.int("LLM_MAX_INPUT_CHARS", default=2_000_000)
 LLM_ENDPOINT_CACHE_SECONDS = env.float("LLM_ENDPOINT_CACHE_SECONDS", default=5.0)
+# Where the mock provider (mock/...) keeps its scripts and call logs: `memory` (this process) or `cache` (the shared
+# cache, so that a worker process answers what another process scripted; the test suite's choice on the full stack).
+LLM_MOCK_STORE = env("LLM_MOCK_STORE", default="memory")
+if LLM_MOCK_STORE not in ("memory", "cache"):
+    raise ImproperlyConfigured(f'LLM_MOCK_STORE must be "memory" or "cache", not {LLM_MOCK_STORE!r}.')

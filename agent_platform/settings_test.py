@@ -2,6 +2,7 @@
 
 The timer is off because a test's records must land inside the test's own transaction (they are written at the
 request's or task's end instead). Processes the tests start (daphne, a Celery worker) use the project's settings.
+With Redis, the mock models' scripts and call logs live in the shared cache, where the test worker sees them too.
 """
 
 import os
@@ -11,3 +12,6 @@ os.environ["DJANGO_READ_DOT_ENV"] = "false"
 from agent_platform.settings import *  # noqa: F403
 
 OBSERVER_FLUSH_SECONDS = float(os.environ.get("OBSERVER_FLUSH_SECONDS", "0"))
+
+if REDIS_URL:  # noqa: F405
+    LLM_MOCK_STORE = os.environ.get("LLM_MOCK_STORE", "cache")

@@ -10,6 +10,7 @@
 | LLM_CACHE_TTL | 3600 | response cache lifetime (s) |
 | LLM_MAX_INPUT_CHARS | 2000000 | refuse requests whose messages exceed this many characters |
 | LLM_ENDPOINT_CACHE_SECONDS | 5 | how often a process checks whether endpoints changed elsewhere |
+| LLM_MOCK_STORE | memory | the mock provider's scripts and call logs: `memory` (this process) or `cache` (shared) |
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@
 
 With nothing queued it answers with a smart, contextual, deterministic reply; when tools are offered and the last
 user message asks for one (e.g. arithmetic and a calculator tool), it calls the tool, then answers from the result.
+
+Where the scripts, call logs and delays live is LLM_MOCK_STORE: `memory` (the default) keeps them in this
+process; `cache` keeps them in Django's shared cache (Redis on the full stack), so that what a test scripts is
+what a Celery worker process answers, and the calls the worker made are what the test reads.
 """
 
 from __future__ import annotations
@@ -20,9 +24,15 @@ import hashlib
 import itertools
 import json
 import re
+import secrets
 import threading
-from dataclasses import dataclass, field
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
+
+from django.conf import settings
 
 from agent_platform.llm.errors import LLMAPIError, LLMRateLimited, LLMTimeout
 from agent_platform.llm.providers import (
@@ -64,16 +74,157 @@ class _Scripted:
     delay: float = 0.0
 
 
-@dataclass
-class MockLLMProvider(Provider):
-    model: str = "mock/default"
-    token_delay: float = 0.0
-    latency: float = 0.0
-    calls: list[MockCall] = field(default_factory=list)
-    _queue: collections.deque = field(default_factory=collections.deque)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+class _MemoryStore:
+    """One mock's scripts, calls and options in this process (LLM_MOCK_STORE=memory)."""
 
+    def __init__(self) -> None:
+        self._queue: collections.deque[_Scripted] = collections.deque()
+        self._calls: list[MockCall] = []
+        self._options: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def push(self, script: _Scripted) -> None:
+        with self._lock:
+            self._queue.append(script)
+
+    def take(self, call: MockCall) -> _Scripted | None:
+        """Record the call and pop the next script (None when nothing is queued)."""
+        with self._lock:
+            self._calls.append(call)
+            del self._calls[:-MAX_HISTORY]  # a long-running demo server must not grow without bound
+            return self._queue.popleft() if self._queue else None
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def calls(self) -> list[MockCall]:
+        with self._lock:
+            return list(self._calls)
+
+    def clear_calls(self) -> None:
+        with self._lock:
+            self._calls.clear()
+
+    def option(self, name: str) -> float:
+        return self._options.get(name, 0.0)
+
+    def set_option(self, name: str, value: float) -> None:
+        self._options[name] = value
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._calls.clear()
+            self._options.clear()
+
+
+class _CacheStore:
+    """The same in Django's shared cache (LLM_MOCK_STORE=cache), for every process using that cache.
+
+    A read-modify-write holds a lock made with `cache.add`, so two processes never take the same script. Keys carry
+    a generation that `reset_all_mocks` moves on, which resets mocks this process never touched, too."""
+
+    TIMEOUT = 24 * 3600  # a forgotten script expires
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+
+    def _key(self, part: str) -> str:
+        return f"llm-mock:{_cache_generation()}:{self.model}:{part}"
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        from django.core.cache import cache
+
+        key, token = f"llm-mock:lock:{self.model}", secrets.token_hex(8)
+        deadline = time.monotonic() + 10
+        while not cache.add(key, token, timeout=10):  # the timeout frees a lock whose holder died
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mock {self.model}: its store stayed locked for 10 s")
+            time.sleep(0.002)
+        try:
+            yield
+        finally:
+            if cache.get(key) == token:
+                cache.delete(key)
+
+    def _get(self, part: str, default: Any) -> Any:
+        from django.core.cache import cache
+
+        return cache.get(self._key(part), default)
+
+    def _set(self, part: str, value: Any) -> None:
+        from django.core.cache import cache
+
+        cache.set(self._key(part), value, timeout=self.TIMEOUT)
+
+    def push(self, script: _Scripted) -> None:
+        with self._locked():
+            self._set("queue", [*self._get("queue", []), script])
+
+    def take(self, call: MockCall) -> _Scripted | None:
+        with self._locked():
+            self._set("calls", [*self._get("calls", []), call][-MAX_HISTORY:])
+            queue = self._get("queue", [])
+            if not queue:
+                return None
+            self._set("queue", queue[1:])
+            return queue[0]
+
+    def pending(self) -> int:
+        return len(self._get("queue", []))
+
+    def calls(self) -> list[MockCall]:
+        return list(self._get("calls", []))
+
+    def clear_calls(self) -> None:
+        with self._locked():
+            self._set("calls", [])
+
+    def option(self, name: str) -> float:
+        return self._get("options", {}).get(name, 0.0)
+
+    def set_option(self, name: str, value: float) -> None:
+        with self._locked():
+            self._set("options", {**self._get("options", {}), name: value})
+
+    def reset(self) -> None:
+        from django.core.cache import cache
+
+        with self._locked():
+            cache.delete_many([self._key("queue"), self._key("calls"), self._key("options")])
+
+
+def _uses_cache() -> bool:
+    return getattr(settings, "LLM_MOCK_STORE", "memory") == "cache"
+
+
+def _cache_generation() -> int:
+    from django.core.cache import cache
+
+    return cache.get("llm-mock:generation", 0)
+
+
+def _next_response_id() -> int:
+    if not _uses_cache():
+        return next(_response_ids)
+    from django.core.cache import cache
+
+    cache.add("llm-mock:response-ids", 0, timeout=None)
+    return cache.incr("llm-mock:response-ids")
+
+
+class MockLLMProvider(Provider):
     name = "mock"
+
+    def __init__(self, model: str = "mock/default") -> None:
+        self.model = model
+        self._memory = _MemoryStore()
+        self._cache = _CacheStore(model)
+
+    @property
+    def _store(self) -> _MemoryStore | _CacheStore:
+        return self._cache if _uses_cache() else self._memory
 
     # -- scripting ---------------------------------------------------------------------------------------
     def queue_response(
@@ -85,8 +236,7 @@ class MockLLMProvider(Provider):
         finish_reason: str | None = None,
         delay: float = 0.0,
     ) -> None:
-        with self._lock:
-            self._queue.append(_Scripted(content, tool_calls, None, None, usage, finish_reason, delay))
+        self._store.push(_Scripted(content, tool_calls, None, None, usage, finish_reason, delay))
 
     def queue_responses(self, contents: list[str]) -> None:
         for content in contents:
@@ -95,36 +245,48 @@ class MockLLMProvider(Provider):
     def queue_failure(self, kind: str = "error", *, retry_after: float | None = None) -> None:
         if kind not in FAILURES:
             raise ValueError(f"unknown failure {kind!r}; one of {', '.join(FAILURES)}")
-        with self._lock:
-            self._queue.append(_Scripted(failure=kind, retry_after=retry_after))
+        self._store.push(_Scripted(failure=kind, retry_after=retry_after))
 
     simulate_failure = queue_failure
 
     @property
-    def pending(self) -> int:
-        return len(self._queue)
+    def token_delay(self) -> float:
+        """Seconds between streamed tokens."""
+        return self._store.option("token_delay")
+
+    @token_delay.setter
+    def token_delay(self, value: float) -> None:
+        self._store.set_option("token_delay", value)
 
     @property
-    def call_history(self) -> list[MockCall]:
-        return self.calls
+    def latency(self) -> float:
+        """Seconds before each answer (a script's own `delay` wins)."""
+        return self._store.option("latency")
+
+    @latency.setter
+    def latency(self, value: float) -> None:
+        self._store.set_option("latency", value)
+
+    @property
+    def pending(self) -> int:
+        return self._store.pending()
+
+    @property
+    def calls(self) -> list[MockCall]:
+        """One MockCall per request, oldest first (a copy)."""
+        return self._store.calls()
+
+    call_history = calls
 
     def clear_history(self) -> None:
-        self.calls.clear()
+        self._store.clear_calls()
 
     def reset(self) -> None:
-        with self._lock:
-            self._queue.clear()
-            self.calls.clear()
-        self.token_delay = 0.0
-        self.latency = 0.0
+        self._store.reset()
 
     # -- provider ----------------------------------------------------------------------------------------
     def _take(self, endpoint, messages, tools, params, stream) -> _Scripted:
-        with self._lock:
-            self.calls.append(MockCall(list(messages), tools, dict(params), stream, endpoint.name))
-            if len(self.calls) > MAX_HISTORY:  # a long-running demo server must not grow without bound
-                del self.calls[: len(self.calls) - MAX_HISTORY]
-            return self._queue.popleft() if self._queue else _Scripted()
+        return self._store.take(MockCall(list(messages), tools, dict(params), stream, endpoint.name)) or _Scripted()
 
     async def _fail(self, script: _Scripted, endpoint) -> None:
         details = {"endpoint": endpoint.name, "model": endpoint.model, "provider": "mock"}
@@ -168,7 +330,7 @@ class MockLLMProvider(Provider):
             finish_reason=script.finish_reason or ("tool_calls" if calls else "stop"),
             usage=usage,
             model=self.model,
-            response_id=f"mock-{next(_response_ids)}",
+            response_id=f"mock-{_next_response_id()}",
             metadata={"mock": True},
         )
 
@@ -190,9 +352,10 @@ class MockLLMProvider(Provider):
             await self._fail(script, endpoint)
         result = self._result(script, messages, tools)
         pieces = re.findall(r"\S+\s*|\s+", result.content)
+        token_delay = self.token_delay  # read once: in the cache store each read is a round trip
         for position, piece in enumerate(pieces):
-            if self.token_delay:
-                await asyncio.sleep(self.token_delay)
+            if token_delay:
+                await asyncio.sleep(token_delay)
             yield piece
             if script.failure == "drop" and position >= 1:
                 raise LLMAPIError(f"Model endpoint '{endpoint.name}' dropped the stream (mock).", retryable=True)
@@ -362,5 +525,12 @@ def mock_provider_for(model: str) -> MockLLMProvider:
 
 
 def reset_all_mocks() -> None:
+    """Empty every mock's scripts and calls (in the cache store, those of mocks only other processes used too)."""
+    if _uses_cache():
+        from django.core.cache import cache
+
+        cache.add("llm-mock:generation", 0, timeout=None)
+        cache.incr("llm-mock:generation")
+        return
     for provider in list(_providers.values()):
         provider.reset()

@@ -1,11 +1,13 @@
 import pytest
 
 from agent_platform.llm.mock import mock_provider_for
+from tests.support.worker import through_the_worker
 
 
 @pytest.fixture
 def scripted():
-    """The in-process mock model `mock/scripted`, reset before and after the test."""
+    """The mock model `mock/scripted` (in the shared cache with Redis, where the worker sees it), reset before and
+    after the test."""
     mock = mock_provider_for("mock/scripted")
     mock.reset()
     yield mock
@@ -32,8 +34,9 @@ def make_agent(db):
 
 @pytest.fixture(autouse=True)
 def in_process_runs(request, settings):
-    """Runs execute in-process (the embedded default) except in tests marked `worker`, even on the full stack."""
-    if request.node.get_closest_marker("worker"):
+    """Runs execute in-process (eager Celery) except through the real worker: tests marked `worker`, and tests
+    marked `runs` on the full stack (tests.support.worker.through_the_worker)."""
+    if through_the_worker(request.node):
         yield
         return
     from agent_platform.celery import app

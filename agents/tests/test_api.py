@@ -1,4 +1,5 @@
-"""The agents API: catalog, CRUD, runs, events, conversations; errors in the envelope."""
+"""The agents API: catalog, CRUD, runs, events, conversations; errors in the envelope. Runs (`runs`) go through the
+real worker on the full stack."""
 
 import pytest
 
@@ -74,6 +75,7 @@ def test_only_the_owner_may_change_an_agent(key_client, make_agent, other_user):
     assert response.status_code == 403 and response.json()["error"]["code"] == "POLICY_DENIED"
 
 
+@pytest.mark.runs
 def test_start_a_run_and_wait_for_it(key_client, agent, scripted, issued_key):
     scripted.queue_response(tool_calls=[{"name": "calculator", "arguments": {"expression": "2**10"}}])
     scripted.queue_response(content="1024 <script>alert(1)</script>")
@@ -96,6 +98,7 @@ def test_start_a_run_and_wait_for_it(key_client, agent, scripted, issued_key):
     assert "&lt;script&gt;" in messages[1]["html"]
 
 
+@pytest.mark.runs
 def test_start_without_wait_returns_202_with_the_run_id(key_client, agent, scripted):
     response = key_client.post(f"/api/v1/agents/{agent.slug}/runs/", {"input": "hello"}, format="json")
     assert response.status_code == 202
@@ -116,6 +119,7 @@ def test_run_errors(key_client, agent, make_agent, scripted, other_user):
     assert response.json()["error"]["code"] == "RUN_NOT_FOUND"
 
 
+@pytest.mark.runs
 def test_a_run_that_fails_reports_its_code(key_client, agent, scripted):
     scripted.queue_response(tool_calls=[{"name": "calculator", "arguments": {"nope": 1}}])
     body = key_client.post(f"/api/v1/agents/{agent.slug}/runs/", {"input": "x", "wait": True}, format="json").json()
@@ -123,6 +127,7 @@ def test_a_run_that_fails_reports_its_code(key_client, agent, scripted):
     assert body["error"]["code"] == "TOOL_ARGUMENTS_INVALID" and "expression" in body["error"]["message"]
 
 
+@pytest.mark.runs
 def test_other_users_cannot_see_my_runs_or_conversations(key_client, agent, scripted, other_user):
     from rest_framework.test import APIClient
 
@@ -138,12 +143,14 @@ def test_other_users_cannot_see_my_runs_or_conversations(key_client, agent, scri
     assert response.json()["error"]["code"] == "CONVERSATION_NOT_FOUND"
 
 
+@pytest.mark.runs
 def test_cancel_a_finished_run_is_refused(key_client, agent, scripted):
     body = key_client.post(f"/api/v1/agents/{agent.slug}/runs/", {"input": "x", "wait": True}, format="json").json()
     response = key_client.post(f"/api/v1/runs/{body['id']}/cancel/")
     assert response.status_code == 409 and response.json()["error"]["code"] == "RUN_NOT_CANCELLABLE"
 
 
+@pytest.mark.runs
 def test_clear_conversation(key_client, agent, scripted):
     body = key_client.post(f"/api/v1/agents/{agent.slug}/runs/", {"input": "x", "wait": True}, format="json").json()
     response = key_client.post(f"/api/v1/conversations/{body['conversation']}/clear/")

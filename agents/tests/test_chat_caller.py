@@ -10,12 +10,12 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import sync_to_async
 
-from agent_platform.observability.hooks import hub
 from agents.models import Run, RunStatus
 from agents.tests.test_chat_ws import _fake_agent, communicator_for, receive_run
 from costs.models import Budget, CostRecord, Price
 from costs.services import budget_save, price_save
 from tests.support.sinks import _fresh_sinks, _mock_price  # noqa: F401 - the mock's demo price, cold sink caches
+from tests.support.worker import budgets_reach_the_worker, records_written
 from traces.models import Span, Trace
 
 # The mock's demo price is 0.50 in / 1.50 out per million tokens. A run of this agent is estimated at about
@@ -39,7 +39,7 @@ def _user_budget(user) -> Budget:
 
 
 async def _reload(budget: Budget) -> Budget:
-    await sync_to_async(hub.flush)()
+    await sync_to_async(records_written)()
     return await Budget.objects.aget(pk=budget.pk)
 
 
@@ -48,10 +48,12 @@ async def _chat(communicator, text: str) -> tuple[dict, list[dict]]:
     return await receive_run(communicator, timeout=60)
 
 
+@pytest.mark.runs
 @pytest.mark.django_db(transaction=True)
 async def test_a_per_user_hard_budget_spent_over_rest_refuses_chat(make_agent, scripted, user, session_client):
     await sync_to_async(_spend_budget_agent)(make_agent)
     budget = await sync_to_async(_user_budget)(user)
+    await sync_to_async(budgets_reach_the_worker)()
 
     scripted.queue_response(content=LONG_ANSWER)
     post = sync_to_async(session_client.post)
@@ -79,6 +81,7 @@ async def test_a_per_user_hard_budget_spent_over_rest_refuses_chat(make_agent, s
     assert await CostRecord.objects.filter(cost__gt=0).acount() == 1  # only the REST run was billed
 
 
+@pytest.mark.runs
 @pytest.mark.django_db(transaction=True)
 async def test_a_chat_runs_trace_spans_and_cost_records_carry_the_user(make_agent, scripted, user):
     await sync_to_async(make_agent)()
@@ -89,7 +92,7 @@ async def test_a_chat_runs_trace_spans_and_cost_records_carry_the_user(make_agen
     run_message, events = await _chat(communicator, "6*7?")
     assert events[-1]["type"] == "final", events[-1]
     await communicator.disconnect()
-    await sync_to_async(hub.flush)()
+    await sync_to_async(records_written)()
 
     run = await Run.objects.aget(id=run_message["run_id"])
     assert run.user_id == user.pk and run.llm_calls == 2
@@ -103,6 +106,7 @@ async def test_a_chat_runs_trace_spans_and_cost_records_carry_the_user(make_agen
     assert {r.run_id for r in records} == {str(run.id)} and all(r.cost > 0 for r in records)
 
 
+@pytest.mark.in_process("its first run must meet a budget made just before: a worker's index sees it a second later")
 @pytest.mark.django_db(transaction=True)
 async def test_a_socket_authenticated_by_an_api_key_charges_the_key_and_its_team(make_agent, scripted, user):
     from agent_platform.accounts.services import api_key_create, team_create
@@ -128,7 +132,7 @@ async def test_a_socket_authenticated_by_an_api_key_charges_the_key_and_its_team
     run_message, events = await _chat(communicator, "hello again")
     assert events[-1]["type"] == "final", events[-1]
     await communicator.disconnect()
-    await sync_to_async(hub.flush)()
+    await sync_to_async(records_written)()
     run = await Run.objects.aget(id=run_message["run_id"])
     assert run.user_id == user.pk and run.api_key_id == api_key.pk
     record = await CostRecord.objects.aget(trace_id=run.trace_id)
@@ -164,6 +168,7 @@ async def test_through_a_worker_chat_is_charged_to_the_user_and_then_refused(cel
         return _user_budget(user)
 
     budget = await sync_to_async(setup)()
+    await sync_to_async(budgets_reach_the_worker)()
     communicator = communicator_for(user)
     assert (await communicator.connect())[0]
     fake_openai.enqueue(content=LONG_ANSWER)

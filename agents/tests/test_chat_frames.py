@@ -45,6 +45,7 @@ BAD_FRAMES = [
 ]
 
 
+@pytest.mark.runs
 @pytest.mark.django_db(transaction=True)
 async def test_every_bad_frame_gets_an_error_frame_and_the_socket_stays_usable(make_agent, scripted, user):
     await sync_to_async(make_agent)()

@@ -45,9 +45,14 @@ def assert_in_order_without_gaps(events):
     assert events[0]["type"] == "run_started"
 
 
+@pytest.mark.parametrize("transport", ["in-process", pytest.param("worker", marks=pytest.mark.worker)])
 @pytest.mark.django_db(transaction=True)
-async def test_in_process_chat_streams_tokens_tools_and_the_final_answer(make_agent, scripted, user, settings):
-    settings.CELERY_TASK_ALWAYS_EAGER = True  # this test is about the in-process transport (the embedded default)
+async def test_chat_streams_tokens_tools_and_the_final_answer(make_agent, scripted, user, settings, request, transport):
+    """The embedded default's in-process transport, and (full stack) a real worker relaying through Redis."""
+    if transport == "worker":
+        request.getfixturevalue("celery_worker")
+    else:
+        settings.CELERY_TASK_ALWAYS_EAGER = True
     await sync_to_async(make_agent)()
     scripted.queue_response(tool_calls=[{"name": "calculator", "arguments": {"expression": "7*6"}}])
     scripted.queue_response(content="It is **42**. <script>x</script>")

@@ -13,6 +13,7 @@ def test_chat_page_needs_login(client, make_agent):
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
+@pytest.mark.runs
 def test_chat_page_shows_history_as_safe_markdown(client, user, make_agent, scripted):
     agent = make_agent(tools=[])
     scripted.queue_response(content="**bold** <img src=x onerror=alert(1)> [x](javascript:alert(1))")
@@ -39,6 +40,7 @@ def test_agents_list_page_filters(client, user, make_agent):
     assert "alpha" in html and "/chat/beta/" not in html
 
 
+@pytest.mark.runs
 def test_admin_pages_render_and_refuse_unknown_tools(client, admin_user, make_agent, scripted):
     agent = make_agent()
     from agents import services

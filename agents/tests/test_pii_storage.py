@@ -74,6 +74,7 @@ def crm_tool():
     registry.unregister(CustomerLookup.name)
 
 
+@pytest.mark.in_process("the crm_lookup tool is registered in this process, which reads what it was asked")
 @pytest.mark.django_db(transaction=True)
 async def test_after_a_masked_chat_run_no_table_holds_the_raw_pii(make_agent, scripted, user, crm_tool):
     await sync_to_async(make_agent)(pii_mask=True, tools=["crm_lookup"])
@@ -130,6 +131,7 @@ async def test_after_a_masked_chat_run_no_table_holds_the_raw_pii(make_agent, sc
     assert len(stored) == 2 and all(e["result"]["card"] == "[CREDIT_CARD]" for e in stored)
 
 
+@pytest.mark.runs
 @pytest.mark.django_db(transaction=True)
 async def test_an_agent_without_the_policy_stores_what_it_was_given(make_agent, scripted, user):
     """The control: masking is the agent's policy, not a blanket rewrite of everyone's text."""

@@ -16,6 +16,7 @@ from agents.models import AgentDefinition, RunEvent, RunStatus
 from agents.tools import ToolContext, execute_tool
 from prompts.services import label_move, prompt_create, prompt_update
 from tests.factories import UserFactory
+from tests.support.worker import records_written
 
 pytestmark = pytest.mark.django_db
 
@@ -52,10 +53,9 @@ def leaks(*texts) -> bool:
 
 
 def stored_trace_text(trace_id: str) -> str:
-    from agent_platform.observability.hooks import hub
     from traces.models import Span
 
-    hub.flush()
+    records_written()
     spans = Span.objects.filter(trace_id=trace_id).values("name", "input", "output", "error_message", "attributes")
     return json.dumps(list(spans), default=str)
 
@@ -116,6 +116,7 @@ def test_team_a_may_name_its_own_prompt(world):
 # --- run time ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.runs
 def test_an_agent_whose_prompt_became_unreadable_fails_its_run_without_leaking_it(world, scripted, admin_user):
     """Amy's agent used team A's prompt (Ann's); then the prompt moved to a team Amy is not in (by staff)."""
     agent = services.agent_create(
@@ -134,6 +135,7 @@ def test_an_agent_whose_prompt_became_unreadable_fails_its_run_without_leaking_i
     assert not leaks(run.error_message, run.output, events, stored_trace_text(run.trace_id))
 
 
+@pytest.mark.runs
 def test_a_shared_agent_naming_team_a_prompt_renders_it_only_for_team_a_callers(world, scripted):
     """The stricter rule: the agent's owner (here: none, a platform agent) AND the run's caller must both be
     allowed to read the prompt, because the caller sees the rendered text in the run's trace."""
@@ -163,6 +165,7 @@ def test_a_shared_agent_naming_team_a_prompt_renders_it_only_for_team_a_callers(
     assert scripted.calls[-1].messages[0]["content"] == "Team A secret: launch at 0000"
 
 
+@pytest.mark.runs
 def test_an_unreadable_prompt_falls_back_to_the_agents_inline_text(world, scripted):
     agent = services.agent_create(
         data={

@@ -1,4 +1,5 @@
-"""Runs on the embedded default (executed in-process): the service, memory, idempotency, cancel, the reaper."""
+"""Runs: the service, memory, idempotency, cancel, the reaper. Tests marked `runs` go through the real worker on the
+full stack (in-process on the embedded default); the others execute a run here, by calling the service."""
 
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from agents.services import execution, reaper
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.runs
 def test_run_start_wait_executes_the_agent_and_stores_everything(make_agent, scripted, user):
     agent = make_agent()
     scripted.queue_response(tool_calls=[{"name": "calculator", "arguments": {"expression": "19*23"}}])
@@ -32,6 +34,7 @@ def test_run_start_wait_executes_the_agent_and_stores_everything(make_agent, scr
     assert roles == [("user", "19*23?"), ("assistant", "It is **437**.")]
 
 
+@pytest.mark.runs
 def test_a_failed_run_records_the_error_code(make_agent, scripted, user):
     agent = make_agent(tools=["calculator"])
     scripted.queue_response(tool_calls=[{"name": "current_time", "arguments": {}}])
@@ -50,6 +53,7 @@ def test_a_disabled_agent_refuses_runs(make_agent, user):
     assert not Run.objects.exists()
 
 
+@pytest.mark.runs
 def test_the_conversation_is_the_memory_of_the_next_run(make_agent, scripted, user):
     agent = make_agent(tools=[])
     scripted.queue_response(content="Nice to meet you, Zoe.")
@@ -61,6 +65,7 @@ def test_the_conversation_is_the_memory_of_the_next_run(make_agent, scripted, us
     assert sent[1]["content"] == "My name is Zoe." and sent[-1]["content"] == "What is my name?"
 
 
+@pytest.mark.runs
 def test_context_is_trimmed_to_the_window_oldest_first_system_kept(make_agent, scripted, user):
     agent = make_agent(tools=[], memory={"max_context_tokens": 400}, parameters={"max_tokens": 50})
     conversation = services.conversation_create(agent=agent, user=user)
@@ -91,6 +96,7 @@ def test_trim_never_drops_the_newest_message_nor_starts_with_a_tool_result():
     assert kept == messages[-1:]
 
 
+@pytest.mark.runs
 def test_clearing_a_conversation_removes_its_messages(make_agent, scripted, user):
     agent = make_agent(tools=[])
     run = services.run_start(agent=agent, input="hello", user=user, wait=True)
@@ -98,6 +104,7 @@ def test_clearing_a_conversation_removes_its_messages(make_agent, scripted, user
     assert not Message.objects.filter(conversation=run.conversation).exists()
 
 
+@pytest.mark.runs
 def test_a_redelivered_task_for_a_finished_run_does_nothing_and_bills_nothing(make_agent, scripted, user):
     agent = make_agent(tools=[])
     run = services.run_start(agent=agent, input="hello", user=user, wait=True)
@@ -143,6 +150,7 @@ def test_a_running_run_notices_cancellation_at_its_heartbeat(make_agent, scripte
     assert RunEvent.objects.filter(run=run, type="token").count() < 200
 
 
+@pytest.mark.runs
 def test_the_reaper_requeues_a_run_left_running_once_then_fails_it(make_agent, scripted, user):
     agent = make_agent(tools=[])
     run = services.run_create(agent=agent, input="hello", user=user)
@@ -151,7 +159,7 @@ def test_the_reaper_requeues_a_run_left_running_once_then_fails_it(make_agent, s
     Run.objects.filter(id=run.id).update(status=RunStatus.RUNNING, attempts=1, heartbeat_at=stale, started_at=stale)
     report = services.runs_reap_stale(stale_after=timedelta(seconds=60))
     assert report == {"requeued": 1, "failed": 0}
-    run.refresh_from_db()  # re-queued and (embedded default) executed again at once
+    run = services.run_wait(run_id=run.id, timeout=60)  # re-queued and executed again (at once, in-process)
     assert run.status == RunStatus.SUCCEEDED and run.attempts == 2
     assert run.llm_calls == 1  # billed for the attempt that finished, once
     started = RunEvent.objects.filter(run=run, type="run_started").values_list("seq", flat=True)
@@ -172,6 +180,7 @@ def test_the_reaper_leaves_live_runs_alone(make_agent, user):
     assert services.runs_reap_stale(stale_after=timedelta(seconds=60)) == {"requeued": 0, "failed": 0}
 
 
+@pytest.mark.runs
 def test_system_prompt_comes_from_the_prompt_store_with_its_version(make_agent, scripted, user):
     from prompts.services import prompt_create
 
@@ -189,6 +198,7 @@ def test_system_prompt_comes_from_the_prompt_store_with_its_version(make_agent, 
     assert run.prompt_name == "helper-system" and run.prompt_version == 1
 
 
+@pytest.mark.runs
 def test_a_missing_stored_prompt_without_inline_text_fails_the_run(make_agent, scripted, user):
     agent = make_agent(tools=[], system_prompt_name="nope", system_prompt_text="")
     run = services.run_start(agent=agent, input="why?", user=user, wait=True)
@@ -196,6 +206,7 @@ def test_a_missing_stored_prompt_without_inline_text_fails_the_run(make_agent, s
     assert scripted.calls == []
 
 
+@pytest.mark.runs
 def test_an_agent_calls_another_agent_the_user_may_see(make_agent, scripted, user, other_user):
     make_agent(slug="expert", tools=[], system_prompt_text="You are the expert.")
     make_agent(slug="private", tools=[], owner=other_user)
@@ -213,6 +224,7 @@ def test_an_agent_calls_another_agent_the_user_may_see(make_agent, scripted, use
     assert run.status == RunStatus.FAILED and run.error_code == "AGENT_NOT_FOUND"
 
 
+@pytest.mark.in_process("the inline reaper is the embedded default's")
 def test_on_the_embedded_default_a_run_left_by_a_dead_process_is_failed_from_the_request_path(
     make_agent, scripted, user, monkeypatch
 ):
@@ -226,6 +238,7 @@ def test_on_the_embedded_default_a_run_left_by_a_dead_process_is_failed_from_the
     assert run.status == RunStatus.FAILED and run.error_code == "RUN_WORKER_LOST"
 
 
+@pytest.mark.runs
 def test_with_summarize_the_trimmed_messages_become_a_summary(make_agent, scripted, user):
     agent = make_agent(tools=[], memory={"max_context_tokens": 900, "summarize": True}, parameters={"max_tokens": 50})
     conversation = services.conversation_create(agent=agent, user=user)

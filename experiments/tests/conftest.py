@@ -1,5 +1,7 @@
 import pytest
 
+from tests.support.worker import through_the_worker
+
 
 def pytest_configure(config):
     config.addinivalue_line(
@@ -19,9 +21,9 @@ def _mocks():
 
 @pytest.fixture(autouse=True)
 def _in_process_runs(request):
-    """Experiments run in-process (eager Celery) in these tests, on both stacks: the mock provider's scripts live in
-    this process. Tests marked `worker` use the real worker instead."""
-    if request.node.get_closest_marker("worker"):
+    """Experiments run in-process (eager Celery) except through the real worker: tests marked `worker`, and tests
+    marked `runs` on the full stack (tests.support.worker.through_the_worker)."""
+    if through_the_worker(request.node):
         yield
         return
     from django.conf import settings
@@ -34,3 +36,23 @@ def _in_process_runs(request):
     yield
     settings.EXPERIMENTS_BACKGROUND = background
     app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def until_finished():
+    """`until_finished(experiment_id)`: the experiment once it is no longer queued or running. In-process it has
+    finished when its start returns; on a worker (tests marked `runs`, full stack) it is waited for."""
+    import time
+
+    from experiments.models import ACTIVE_STATUSES, Experiment
+
+    def wait(experiment_id: int, timeout: float = 60.0) -> Experiment:
+        deadline = time.monotonic() + timeout
+        while True:
+            experiment = Experiment.objects.get(pk=experiment_id)
+            if experiment.status not in ACTIVE_STATUSES:
+                return experiment
+            assert time.monotonic() < deadline, f"experiment {experiment_id} still {experiment.status}"
+            time.sleep(0.05)
+
+    return wait

@@ -66,8 +66,9 @@ def test_served_versions_follow_the_split_and_stick_per_conversation(split_promp
     assert within(share, 0.7, n=2000), share
 
 
+@pytest.mark.runs
 def test_a_split_label_as_a_variant_is_deterministic_per_item_and_records_the_version(
-    user, split_prompt, django_capture_on_commit_callbacks
+    user, split_prompt, django_capture_on_commit_callbacks, until_finished
 ):
     dataset = services.dataset_create(name="ab", owner=user, items=[{"input": {"name": f"n{i}"}} for i in range(40)])
     experiment = services.experiment_create(
@@ -78,6 +79,7 @@ def test_a_split_label_as_a_variant_is_deterministic_per_item_and_records_the_ve
     )
     with django_capture_on_commit_callbacks(execute=True):
         services.experiment_start(experiment=experiment)
+    until_finished(experiment.id)
     versions = dict(ExperimentResult.objects.filter(experiment=experiment).values_list("item_id", "prompt_version"))
     assert set(versions.values()) == {1, 2}
     outputs = {c.messages[-1]["content"][:2] for c in mock_provider_for("mock/ab").calls}
@@ -90,6 +92,7 @@ def test_a_split_label_as_a_variant_is_deterministic_per_item_and_records_the_ve
     )
 
 
+@pytest.mark.in_process("reads the LLM call records of this process's sink (llm_records)")
 def test_llm_judge_scores_with_a_rubric_from_the_prompt_store(user, llm_records, django_capture_on_commit_callbacks):
     from prompts.services import prompt_create
 

@@ -1,4 +1,5 @@
-"""The experiments API: create with errors naming the field, start (202) / 409, results, report, CSV, human scores."""
+"""The experiments API: create with errors naming the field, start (202) / 409, results, report, CSV, human scores.
+The experiment of the `runs` test runs on the worker on the full stack."""
 
 import csv
 import io
@@ -74,7 +75,10 @@ def test_create_rejects_bad_input_naming_the_field(key_client, dataset, override
     assert not Experiment.objects.exists()
 
 
-def test_create_start_results_report_csv_and_scores(key_client, dataset, django_capture_on_commit_callbacks):
+@pytest.mark.runs
+def test_create_start_results_report_csv_and_scores(
+    key_client, dataset, django_capture_on_commit_callbacks, until_finished
+):
     mock_provider_for("mock/api-a").queue_responses(["1", "2", "x", "x", "x", "x"])
     mock_provider_for("mock/api-b").queue_responses(["1", "2", "3", "4", "5", "x"])
     response = key_client.post("/api/v1/experiments/", body(dataset, concurrency=1), format="json")
@@ -86,6 +90,7 @@ def test_create_start_results_report_csv_and_scores(key_client, dataset, django_
     with django_capture_on_commit_callbacks(execute=True):
         response = key_client.post(f"/api/v1/experiments/{experiment_id}/start/")
     assert response.status_code == 202, response.json()
+    until_finished(experiment_id)
     detail = key_client.get(f"/api/v1/experiments/{experiment_id}/").json()
     assert detail["status"] == "completed"
     assert detail["progress"] == {

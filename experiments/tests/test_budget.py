@@ -11,6 +11,7 @@ from experiments.models import ExperimentResult, ExperimentStatus, ResultStatus
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.mark.in_process("its first call must meet a budget made just before: a worker sees it a second later")
 def test_a_real_hard_budget_stops_the_experiment_cleanly(user):
     costs_models = pytest.importorskip("costs.models")
     from costs.budgets import bump_budget_version

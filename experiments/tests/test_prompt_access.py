@@ -119,8 +119,9 @@ def test_an_experiment_of_team_b_may_not_use_team_a_prompt_even_if_its_owner_may
     assert not Experiment.objects.exists()
 
 
+@pytest.mark.runs
 def test_an_experiment_whose_prompt_became_unreadable_fails_its_items_without_leaking(
-    world, admin_user, django_capture_on_commit_callbacks
+    world, admin_user, django_capture_on_commit_callbacks, until_finished
 ):
     owner = world["a_member"]
     experiment = services.experiment_create(
@@ -134,6 +135,7 @@ def test_an_experiment_whose_prompt_became_unreadable_fails_its_items_without_le
 
     with django_capture_on_commit_callbacks(execute=True):
         services.experiment_start(experiment=experiment)
+    until_finished(experiment.pk)
 
     rows = list(ExperimentResult.objects.filter(experiment=experiment))
     assert len(rows) == 2 and all(r.status == ResultStatus.FAILED for r in rows)
@@ -149,7 +151,10 @@ def test_an_experiment_whose_prompt_became_unreadable_fails_its_items_without_le
     assert report.status_code == 200 and b"Team A secret" not in report.content
 
 
-def test_an_llm_judge_reads_its_rubric_as_the_experiment_owner(world, admin_user, django_capture_on_commit_callbacks):
+@pytest.mark.runs
+def test_an_llm_judge_reads_its_rubric_as_the_experiment_owner(
+    world, admin_user, django_capture_on_commit_callbacks, until_finished
+):
     """The variant's prompt is readable, the judge's rubric no longer is: the judge fails, naming nothing of it."""
     owner = world["a_member"]
     prompt_create(name="plain", text="Say {{ launch_code }}", user=owner)
@@ -165,6 +170,7 @@ def test_an_llm_judge_reads_its_rubric_as_the_experiment_owner(world, admin_user
 
     with django_capture_on_commit_callbacks(execute=True):
         services.experiment_start(experiment=experiment)
+    until_finished(experiment.pk)
 
     rows = list(ExperimentResult.objects.filter(experiment=experiment))
     assert [r.status for r in rows] == [ResultStatus.COMPLETED, ResultStatus.COMPLETED]

@@ -1,6 +1,7 @@
-"""Running experiments in-process (eager Celery) on the mock provider: report numbers checked by hand, evaluator and
-call failures recorded per item, caller attribution, the concurrency bound, 409 on a double start, resume without
-re-running finished items, budget stop, cancel."""
+"""Running experiments on the mock provider: report numbers checked by hand, evaluator and call failures recorded per
+item, caller attribution, the concurrency bound, 409 on a double start, resume without re-running finished items,
+budget stop, cancel. In-process, except the `runs` tests on the full stack (on the worker); the others read this
+process's observers (Recorder) or register an evaluator here."""
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -71,10 +72,14 @@ def recorder():
 
 
 @pytest.fixture
-def start(django_capture_on_commit_callbacks):
+def start(django_capture_on_commit_callbacks, until_finished):
+    """Start the experiment and return once it has finished (in-process at once; on the worker, waited for)."""
+
     def run(experiment):
         with django_capture_on_commit_callbacks(execute=True):
-            return services.experiment_start(experiment=experiment)
+            started = services.experiment_start(experiment=experiment)
+        until_finished(started.pk)
+        return started
 
     return run
 
@@ -97,6 +102,7 @@ def make_experiment(user, dataset, variants, evaluators=None, concurrency=1):
     )
 
 
+@pytest.mark.in_process("reads the calls this process's observer (Recorder) saw")
 def test_two_variants_report_numbers_checked_by_hand(start, user, dataset, prompt, recorder):
     obs = recorder()
     script("mock/exp-a", correct=set(range(1, 13)))  # 12 of 24 right
@@ -161,6 +167,7 @@ def test_two_variants_report_numbers_checked_by_hand(start, user, dataset, promp
     assert report["items"][12]["outputs"]["A"]["scores"]["accuracy"]["passed"] is False
 
 
+@pytest.mark.in_process("registers an evaluator in this process")
 def test_a_failing_evaluator_and_a_failing_call_are_recorded_on_their_items(start, user, dataset, prompt):
     @register
     class Fragile(Evaluator):
@@ -206,6 +213,7 @@ def test_a_failing_evaluator_and_a_failing_call_are_recorded_on_their_items(star
     assert summary["scores"]["accuracy"]["n"] == N
 
 
+@pytest.mark.in_process("reads the calls this process's observer (Recorder) saw")
 def test_concurrency_limit_is_respected_and_used(start, user, dataset, prompt, recorder):
     obs = recorder()
     mock_provider_for("mock/exp-slow").latency = 0.02
@@ -219,6 +227,7 @@ def test_concurrency_limit_is_respected_and_used(start, user, dataset, prompt, r
     assert 2 <= obs.max_in_flight <= 4
 
 
+@pytest.mark.runs
 def test_starting_a_running_experiment_is_409_and_a_stale_one_resumes_without_rerunning_finished_items(
     start, user, dataset, prompt, settings
 ):
@@ -247,6 +256,7 @@ def test_starting_a_running_experiment_is_409_and_a_stale_one_resumes_without_re
     assert ExperimentResult.objects.filter(experiment=experiment, status=ResultStatus.COMPLETED).count() == N
 
 
+@pytest.mark.in_process("its budget is an observer (Recorder) of this process")
 def test_budget_refusal_stops_cleanly_keeping_what_was_done(start, user, dataset, prompt, recorder):
     recorder(refuse_after=5)
     experiment = make_experiment(user, dataset, [{"name": "A", "prompt_name": "qa-exp", "endpoint": "mock/exp-a"}])
@@ -260,6 +270,7 @@ def test_budget_refusal_stops_cleanly_keeping_what_was_done(start, user, dataset
     assert counts[ResultStatus.PENDING] == N - 5  # left for a later run, not marked failed
 
 
+@pytest.mark.in_process("cancels from an observer (Recorder) of this process")
 def test_cancel_stops_new_items_and_keeps_finished_ones(start, user, dataset, prompt, recorder):
     holder = {}
 
@@ -282,6 +293,7 @@ def test_cancel_stops_new_items_and_keeps_finished_ones(start, user, dataset, pr
     assert info.value.code == "CONFLICT"
 
 
+@pytest.mark.in_process("reads the calls this process's observer (Recorder) saw")
 def test_per_endpoint_limit_caps_in_flight_calls_below_the_experiment_limit(
     start, user, dataset, prompt, recorder, settings
 ):
@@ -297,6 +309,7 @@ def test_per_endpoint_limit_caps_in_flight_calls_below_the_experiment_limit(
     assert obs.max_in_flight == 2
 
 
+@pytest.mark.runs
 def test_prompt_render_errors_are_recorded_per_item(start, user, prompt):
     ds = services.dataset_create(
         name="bad-vars", owner=user, items=[{"input": {"q": "fine"}}, {"input": {"other": "x"}}]
@@ -317,8 +330,9 @@ def test_dataset_import_size_limit(user, settings):
     assert info.value.code == "DATASET_INVALID" and info.value.details["field"] == "file"
 
 
+@pytest.mark.runs
 def test_the_periodic_sweep_resumes_only_experiments_whose_runner_died(
-    user, dataset, prompt, settings, django_capture_on_commit_callbacks
+    user, dataset, prompt, settings, django_capture_on_commit_callbacks, until_finished
 ):
     from datetime import timedelta
 
@@ -339,7 +353,7 @@ def test_the_periodic_sweep_resumes_only_experiments_whose_runner_died(
     settings.EXPERIMENTS_HEARTBEAT_TIMEOUT = 60
     with django_capture_on_commit_callbacks(execute=True):
         assert resume_stale() == [dead.pk]
-    dead.refresh_from_db()
+    dead = until_finished(dead.pk)
     alive.refresh_from_db()
     assert dead.status == ExperimentStatus.COMPLETED
     assert (alive.status, alive.run_token) == (ExperimentStatus.RUNNING, "y")
@@ -357,6 +371,7 @@ def test_a_runner_presumed_dead_stops_when_it_notices_a_newer_start(user, datase
     assert experiment_heartbeat(experiment_id=experiment.pk, run_token="new") == ExperimentStatus.CANCELLED
 
 
+@pytest.mark.runs
 def test_report_while_running_skips_resampling_and_a_finished_report_is_cached(
     start, user, dataset, prompt, django_assert_max_num_queries
 ):
@@ -382,6 +397,7 @@ def test_report_while_running_skips_resampling_and_a_finished_report_is_cached(
     assert running["comparisons"][0]["verdict"] == "statistics when the experiment finishes"
 
 
+@pytest.mark.in_process("patches the litellm loader of this process")
 def test_a_run_loads_litellm_before_its_first_call_and_off_the_event_loop(
     start, user, dataset, prompt, fake_openai, monkeypatch
 ):

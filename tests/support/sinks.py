@@ -10,6 +10,23 @@ import pytest
 from agent_platform.observability.context import Caller, current_caller, current_trace
 from agent_platform.observability.hooks import LLMCallRecord
 
+_mock_price_id: list[int] = []  # the id the data migration gave the mock's demo price
+
+
+def mock_price_restore() -> None:
+    """The demo price of the mock provider as the data migration made it, with the same id: transactional tests
+    flush it, and a worker process's price cache (cost records point at the row) must still name a row that exists."""
+    from costs.models import Price
+
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    key = {"provider": "mock", "model": "mock/*", "source": "manual", "effective_from": since}
+    price = Price.objects.filter(**key).first()
+    if price is None:
+        values = {"input_per_million": "0.50", "output_per_million": "1.50", "cached_input_per_million": "0.25"}
+        price = Price.objects.create(**key, **values, **({"id": _mock_price_id[0]} if _mock_price_id else {}))
+    if not _mock_price_id:
+        _mock_price_id.append(price.id)
+
 
 @pytest.fixture(autouse=True)
 def _mock_price(request):
@@ -18,15 +35,7 @@ def _mock_price(request):
         yield
         return
     request.getfixturevalue("_django_db_helper")
-    from costs.models import Price
-
-    Price.objects.get_or_create(
-        provider="mock",
-        model="mock/*",
-        source="manual",
-        effective_from=datetime(2000, 1, 1, tzinfo=UTC),
-        defaults={"input_per_million": "0.50", "output_per_million": "1.50", "cached_input_per_million": "0.25"},
-    )
+    mock_price_restore()
     yield
 
 

@@ -27,6 +27,39 @@ def database_url_for_current_connection() -> str:
     return f"postgres://{auth}{host}{port}/{params['NAME']}"
 
 
+def full_stack() -> bool:
+    """PostgreSQL and Redis, not eager: a worker process can share the test database and the broker."""
+    return bool(settings.REDIS_URL) and settings.USING_POSTGRES and not settings.CELERY_TASK_ALWAYS_EAGER
+
+
+def through_the_worker(node) -> bool:
+    """Whether a test's runs and experiments go through the real worker: marked `worker`, or marked `runs` on the
+    full stack and not `in_process`. Other tests execute them in-process (eager Celery)."""
+    if node.get_closest_marker("worker"):
+        return True
+    return full_stack() and bool(node.get_closest_marker("runs")) and not node.get_closest_marker("in_process")
+
+
+def records_written() -> None:
+    """Make what finished runs recorded (spans, LLM calls, usage) readable in the database: flush this process's
+    buffers, and wait until the session's worker, if one runs, holds no task: a task flushes its records at its
+    end, just after its run is stored as finished."""
+    from agent_platform.observability.hooks import hub
+
+    hub.flush()
+    if CeleryWorker.session is not None:
+        CeleryWorker.session.wait_idle()
+
+
+def budgets_reach_the_worker() -> None:
+    """A budget saved in this process applies in a worker process at its budget index's next version check, at most
+    a second after its last one (costs.budgets, by design): when runs go to a worker, wait that second out."""
+    from agent_platform.celery import app
+
+    if CeleryWorker.session is not None and not app.conf.task_always_eager:
+        time.sleep(1.1)
+
+
 def worker_environment(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -37,6 +70,7 @@ def worker_environment(**extra: str) -> dict[str, str]:
         CELERY_TASK_ALWAYS_EAGER="false",
         DJANGO_SETTINGS_MODULE="agent_platform.settings",
         LOG_LEVEL="WARNING",
+        LLM_MOCK_STORE="cache",  # what the test scripted on a mock model is what the worker answers
     )
     if "CONFIG" in settings.CHANNEL_LAYERS["default"]:
         env["CHANNEL_LAYER_PREFIX"] = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
@@ -45,6 +79,8 @@ def worker_environment(**extra: str) -> dict[str, str]:
 
 
 class CeleryWorker:
+    session: CeleryWorker | None = None  # the one the `celery_worker` fixture started, while it runs
+
     def __init__(self, *, env: dict[str, str], concurrency: int = 2, pool: str = "prefork") -> None:
         self.env = env
         self.concurrency = concurrency
