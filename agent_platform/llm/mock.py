@@ -27,7 +27,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -479,7 +479,7 @@ def _safe_eval(expression: str) -> float | int | None:
     import ast
     import operator
 
-    ops = {
+    ops: dict[type, Callable[..., Any]] = {
         ast.Add: operator.add,
         ast.Sub: operator.sub,
         ast.Mult: operator.mul,
