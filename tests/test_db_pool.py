@@ -18,24 +18,31 @@ APPLICATION_NAME = f"pool-test-{os.getpid()}"
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not settings.DB_POOL_ENABLED, reason="the connection pool is used on PostgreSQL only"),
+    pytest.mark.skipif(not settings.USING_POSTGRES, reason="the connection pool is used on PostgreSQL only"),
 ]
 
 
 @pytest.fixture
 def small_pool():
-    """The process's pool rebuilt with 2 connections and a 0.5 s wait, then the configured one again."""
-    options = connection.settings_dict["OPTIONS"]
-    configured = dict(options["pool"])
+    """This process's connections drawn from a pool of 2 with a 0.5 s wait (the test settings run this process
+    without one; daphne and the workers use DB_POOL_*), then as configured again."""
+    settings_dict = connection.settings_dict
+    options, conn_max_age = settings_dict["OPTIONS"], settings_dict["CONN_MAX_AGE"]
+    configured = options.get("pool")
     connections.close_all()
     connection.close_pool()
-    options["pool"] = {**configured, "min_size": 0, "max_size": 2, "timeout": 0.5}
+    options["pool"] = {"min_size": 0, "max_size": 2, "timeout": 0.5}
     options["application_name"] = APPLICATION_NAME  # tells this process's sessions from the test worker's
+    settings_dict["CONN_MAX_AGE"] = 0  # Django returns a pooled connection at the end of each request
     yield connection.pool
     connections.close_all()
     connection.close_pool()
-    options["pool"] = configured
+    if configured is None:
+        options.pop("pool")
+    else:
+        options["pool"] = configured
     del options["application_name"]
+    settings_dict["CONN_MAX_AGE"] = conn_max_age
 
 
 def sessions_of_this_process() -> int:
@@ -111,7 +118,7 @@ def test_concurrent_requests_share_the_pool_and_never_open_more_sessions_than_it
     assert 0 < peak <= 2, f"{peak} sessions for a pool of 2"
 
 
-def test_every_pooled_connection_reaches_the_test_database():
+def test_every_pooled_connection_reaches_the_test_database(small_pool):
     # A pool built before the test database existed (the schema test loads the API at collection) would serve the
     # real database instead: conftest drops such a pool before the test database is created.
     def database_of_a_new_connection() -> str:
