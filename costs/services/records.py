@@ -20,6 +20,19 @@ from costs.validation import validate_recompute_range
 ZERO = Decimal(0)
 
 
+def _attribution(caller) -> dict[str, Any]:
+    """Who a cost record is charged to: the caller's run, agent, user, API key, team and experiment."""
+    return {
+        "run_id": caller.run_id or "",
+        "agent_id": caller.agent_id,
+        "agent_slug": caller.agent_slug or "",
+        "user_id": caller.user_id,
+        "api_key_id": caller.api_key_id,
+        "team_id": caller.team_id,
+        "experiment_id": caller.experiment_id,
+    }
+
+
 def cost_record_build(
     record: LLMCallRecord,
     *,
@@ -36,13 +49,7 @@ def cost_record_build(
         created_at=record.started_at,
         trace_id=record.trace_id or "",
         span_id=record.span_id or "",
-        run_id=caller.run_id or "",
-        agent_id=caller.agent_id,
-        agent_slug=caller.agent_slug or "",
-        user_id=caller.user_id,
-        api_key_id=caller.api_key_id,
-        team_id=caller.team_id,
-        experiment_id=caller.experiment_id,
+        **_attribution(caller),
         provider=record.provider or "",
         model=record.model or "",
         endpoint=record.endpoint or "",
@@ -178,13 +185,7 @@ def cost_record_start(*, estimate: LLMCallEstimate) -> bool:
         created_at=estimate.started_at or timezone.now(),
         trace_id=estimate.trace_id,
         span_id=estimate.span_id,
-        run_id=caller.run_id or "",
-        agent_id=caller.agent_id,
-        agent_slug=caller.agent_slug or "",
-        user_id=caller.user_id,
-        api_key_id=caller.api_key_id,
-        team_id=caller.team_id,
-        experiment_id=caller.experiment_id,
+        **_attribution(caller),
         provider=estimate.provider or "",
         model=estimate.model or "",
         endpoint=estimate.endpoint or "",
