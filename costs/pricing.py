@@ -249,6 +249,13 @@ class PriceCache:
             if cache.get(VERSION_KEY) != self._version:
                 self._reload()
 
+    def recheck(self) -> None:
+        """Ask the version stamp now rather than at most once a second, and reload if prices changed: before a call
+        is refused for want of a price that another process may have saved a moment ago."""
+        if self._data is None or cache.get(VERSION_KEY) != self._version:
+            self._reload()
+        self._checked_at = time.monotonic()
+
     def refresh_in_background(self) -> None:
         """For callers in an event loop: a due version check (or reload) runs in a thread of its own, one at a
         time; meanwhile calls are priced from the rows as they are."""

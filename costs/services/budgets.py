@@ -69,7 +69,11 @@ def _roll_period(budget: Budget, now: datetime) -> None:
 
 def estimate_cost(estimate: LLMCallEstimate) -> Decimal | None:
     """What the call may cost at most (its input estimate and its output limit), or None when no price matches."""
-    price = price_cache.price_for(provider=estimate.provider, model=estimate.model, at=timezone.now())
+    now = timezone.now()
+    price = price_cache.price_for(provider=estimate.provider, model=estimate.model, at=now)
+    if price is None:  # before refusing the call (PRICE_UNKNOWN): a price saved elsewhere a moment ago counts
+        price_cache.recheck()
+        price = price_cache.lookup(provider=estimate.provider, model=estimate.model, at=now)
     if price is None:
         return None
     tokens = Tokens(input=estimate.estimated_input_tokens, output=estimate.max_output_tokens)

@@ -60,6 +60,28 @@ def test_a_hard_budget_refuses_a_model_with_no_price_before_the_vendor_is_called
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_price_saved_by_another_process_a_moment_ago_lets_the_call_through(user, fake_openai):
+    """This process's price table is checked against the stamp at most once a second; before refusing a call for
+    want of a price, it asks the stamp at once."""
+    from agent_platform.llm.client import complete
+    from costs.models import Price
+    from costs.pricing import VERSION_KEY as PRICE_VERSION_KEY
+    from costs.pricing import price_cache
+
+    fake_openai.model = "acme-new-model"
+    create_endpoint_for_fake_server(fake_openai, name="new-model")
+    hard_budget(user.pk, name="alice cap")
+    price_cache.rows()  # this process has loaded the table (and checked its stamp) just now
+    Price.objects.create(provider="openai", model="openai/acme-new-model", input_per_million=Decimal("1"),
+                         output_per_million=Decimal("2"))  # fmt: skip
+    cache.set(PRICE_VERSION_KEY, secrets.token_hex(8), None)  # what price_save does in the other process
+    fake_openai.enqueue(content="Priced.")
+    with bind_caller(user_id=user.pk):
+        response = complete(endpoint="new-model", messages=[{"role": "user", "content": "Hello"}])
+    assert response.content == "Priced." and response.cost > 0
+
+
+@pytest.mark.django_db(transaction=True)
 def test_without_a_hard_budget_a_model_with_no_price_is_called_and_recorded_unpriced(user, other_user, fake_openai):
     from agent_platform.llm.client import complete
 
