@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -36,7 +35,7 @@ from agent_platform.llm.providers import ProviderResult, estimate_message_tokens
 from agent_platform.llm.providers import _custom as _custom_providers
 from agent_platform.llm.registry import ResolvedEndpoint, registry
 from agent_platform.llm.types import LLMResponse, LLMUsage, StreamChunk, ToolCall
-from agent_platform.observability.context import current_caller, current_trace
+from agent_platform.observability.context import current_caller, current_trace, new_call_id, new_span_id, new_trace_id
 from agent_platform.observability.hooks import LLMCallEstimate, LLMCallRecord, hub
 from agent_platform.security.credentials import (
     AMBIENT_PROVIDERS,
@@ -50,24 +49,9 @@ logger = logging.getLogger("agent_platform.llm")
 VALID_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
 CACHE_PREFIX = "llm:resp:"
 
+
 # Identifiers (not secrets) from a fast PRNG seeded from the OS: `secrets` reads /dev/urandom on every call, which
 # costs tens of microseconds per id on a busy host. Reseeded in forked children so workers never share a sequence.
-_ids = random.Random(os.urandom(32))
-os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
-
-
-def new_span_id() -> str:
-    return f"{_ids.getrandbits(64):016x}"
-
-
-def new_trace_id() -> str:
-    return f"{_ids.getrandbits(128):032x}"
-
-
-def new_call_id() -> str:
-    return f"call_{_ids.getrandbits(96):024x}"
-
-
 def provider_for(endpoint: ResolvedEndpoint):
     if endpoint.provider == "mock":
         from agent_platform.llm.mock import mock_provider_for

@@ -61,6 +61,11 @@ def new_span_id() -> str:
     return secrets.token_hex(8)
 
 
+def new_call_id() -> str:
+    """The id of one LLM call (all of its attempts and fallbacks)."""
+    return "call_" + secrets.token_hex(12)
+
+
 def current_trace() -> TraceContext | None:
     return _trace.get()
 
