@@ -45,8 +45,8 @@ class AgentDefinitionAdmin(SimpleHistoryAdmin):
 class MessageInline(admin.TabularInline):
     model = Message
     extra = 0
-    fields = ["role", "content", "run", "created_at"]
-    readonly_fields = fields
+    readonly_fields = ("role", "content", "run", "created_at")
+    fields = readonly_fields
     can_delete = False
 
 

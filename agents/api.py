@@ -116,7 +116,7 @@ class RunEventSerializer(serializers.Serializer):
     run_id = serializers.UUIDField()
     seq = serializers.IntegerField()
     type = serializers.CharField()
-    data = serializers.DictField()
+    data = serializers.DictField()  # type: ignore[assignment]  # DRF's metaclass moves fields off the class
 
 
 class RunEventListSerializer(serializers.Serializer):

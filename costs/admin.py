@@ -76,9 +76,12 @@ class CostRecordAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = RecomputeForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            data = {k: v or None for k, v in form.cleaned_data.items()}
+            data = form.cleaned_data
             try:
-                result = services.cost_records_recompute(**data)
+                result = services.cost_records_recompute(
+                    start=data["start"], end=data["end"], provider=data["provider"] or None,
+                    model=data["model"] or None, agent=data["agent"] or None,
+                )  # fmt: skip
             except ValidationFailed as exc:
                 form.add_error(exc.details.get("field"), exc.message)
             else:

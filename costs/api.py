@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict
 
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -17,7 +18,16 @@ from costs.models import Budget, Price
 from costs.queries import UsageQuerySerializer, usage_report_for
 from costs.validation import validate_recompute_range
 
-MONEY_FIELD = {"max_digits": 20, "decimal_places": 10, "coerce_to_string": True}
+
+class _MoneyField(TypedDict):
+    """How an amount of money is serialized (typed, so that `**MONEY_FIELD` type-checks)."""
+
+    max_digits: int
+    decimal_places: int
+    coerce_to_string: bool
+
+
+MONEY_FIELD: _MoneyField = {"max_digits": 20, "decimal_places": 10, "coerce_to_string": True}
 
 
 # --- usage -----------------------------------------------------------------------------------------------------
@@ -26,7 +36,7 @@ MONEY_FIELD = {"max_digits": 20, "decimal_places": 10, "coerce_to_string": True}
 class UsageRowSerializer(serializers.Serializer):
     key = serializers.JSONField(help_text="The group value (model name, user id, ...), or the bucket.")
     calls = serializers.IntegerField()
-    errors = serializers.IntegerField()
+    errors = serializers.IntegerField()  # type: ignore[assignment]  # DRF's metaclass moves fields off the class
     input_tokens = serializers.IntegerField()
     output_tokens = serializers.IntegerField()
     cached_tokens = serializers.IntegerField()
@@ -40,7 +50,7 @@ class UsageSeriesRowSerializer(UsageRowSerializer):
 
 
 class UsageTotalsSerializer(UsageRowSerializer):
-    key = None
+    key = None  # type: ignore[assignment]  # the totals have no group key: DRF drops a field set to None
 
 
 class UsageReportSerializer(serializers.Serializer):

@@ -8,13 +8,22 @@ and holds no ForeignKeys to the apps that produce the calls.
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TypedDict
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 from simple_history.models import HistoricalRecords
 
-MONEY = {"max_digits": 20, "decimal_places": 10}
+
+class _Money(TypedDict):
+    """How an amount of money is stored (typed, so that `**MONEY` type-checks)."""
+
+    max_digits: int
+    decimal_places: int
+
+
+MONEY: _Money = {"max_digits": 20, "decimal_places": 10}
 WILDCARDS = set("*?[")
 
 

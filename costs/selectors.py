@@ -219,7 +219,7 @@ def budgets_visible_to(user) -> QuerySet[Budget]:
     )
 
 
-def budgets_near_limit(*, percent: float = 80.0, limit: int = 10, user=None) -> list[Budget]:
+def budgets_near_limit(*, percent: float = 80.0, limit: int = 10, user=None) -> list[Any]:
     qs = budgets_visible_to(user) if user is not None else Budget.objects.all()
     qs = qs.filter(is_active=True, limit__gt=0).annotate(used_amount=F("spent") + F("reserved"))
     near = qs.filter(used_amount__gte=F("limit") * Decimal(percent) / 100).order_by("-used_amount")
@@ -231,4 +231,4 @@ def unpriced_models(*, since: datetime | None = None) -> list[dict[str, Any]]:
     qs = CostRecord.objects.filter(unpriced=True)
     if since:
         qs = qs.filter(created_at__gte=since)
-    return list(qs.values("provider", "model").annotate(calls=Count("id")).order_by("-calls")[:50])
+    return [dict(row) for row in qs.values("provider", "model").annotate(calls=Count("id")).order_by("-calls")[:50]]

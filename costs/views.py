@@ -90,7 +90,7 @@ def _bucket_labels(report) -> list[str]:
         step, current = timedelta(hours=1), start.replace(minute=0, second=0, microsecond=0)
     else:
         step, current = timedelta(days=1), start.replace(hour=0, minute=0, second=0, microsecond=0)
-    labels = []
+    labels: list[str] = []
     while current < report.end and len(labels) < 5000:
         labels.append(current.date().isoformat() if report.bucket == "day" else _iso(current))
         current += step
@@ -118,7 +118,7 @@ def usage(request):
             datasets.append(
                 {"label": str(key) if key is not None else "cost", "data": [values.get(b, 0) for b in buckets]}
             )
-        tokens = {}
+        tokens: dict[str, list[int]] = {}
         for row in report.series:
             tokens[row["bucket"]] = tokens.get(row["bucket"], 0) + row["total_tokens"]
         chart = {"labels": buckets, "datasets": datasets, "tokens": [tokens.get(b, 0) for b in buckets]}

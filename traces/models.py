@@ -8,12 +8,21 @@ row, from several processes and from outside applications). Ids of users, agents
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import TypedDict
 
 from django.db import models
 
 from agent_platform.observability.hooks import SpanKind
 
-MONEY = {"max_digits": 20, "decimal_places": 10}
+
+class _Money(TypedDict):
+    """How an amount of money is stored (typed, so that `**MONEY` type-checks)."""
+
+    max_digits: int
+    decimal_places: int
+
+
+MONEY: _Money = {"max_digits": 20, "decimal_places": 10}
 
 
 class Trace(models.Model):

@@ -38,9 +38,11 @@ def conversation_context(
     returned too, for the orchestrator to summarise into one note; room for that note is kept free."""
     settings_ = agent.memory or {}
     max_messages = int(settings_.get("max_messages") or 100)
-    own = Message.objects.filter(run_id=run.id, role="user").order_by("id").values("id")[:1]
-    qs = Message.objects.filter(conversation_id=run.conversation_id, role__in=["user", "assistant"], id__lte=own)
-    rows = list(qs.order_by("-id")[:max_messages])[::-1]
+    rows: list[Message] = []
+    if run.conversation_id is not None:  # every run has one (run_create); the column allows none
+        own = Message.objects.filter(run_id=run.id, role="user").order_by("id").values("id")[:1]
+        qs = Message.objects.filter(conversation_id=run.conversation_id, role__in=["user", "assistant"], id__lte=own)
+        rows = list(qs.order_by("-id")[:max_messages])[::-1]
     messages = [m.as_llm_message() for m in rows] or [{"role": "user", "content": run.input}]
     system = {"role": "system", "content": spec.system_prompt} if spec.system_prompt else None
     budget = memory.context_budget(endpoint=spec.model_endpoint, memory=settings_, parameters=spec.parameters)

@@ -83,6 +83,7 @@ class EventSink:
         layer = get_channel_layer()
         if layer is None:
             return
+        message: dict[str, Any]
         if len(events) == 1:
             message = {"type": "run.event", "event": events[0]}
         else:

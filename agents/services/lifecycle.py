@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max
+from django.db.models import F, Field, Max
 from django.utils import timezone
 
 from agent_platform.api.errors import PlatformError
@@ -118,7 +118,7 @@ def run_finish(*, run: Run, orchestrator: Orchestrator, events: list[dict[str, A
     if not updated:
         return Run.objects.get(id=run.id)
     for name, value in {**outcome, **common}.items():
-        setattr(run, name, Run._meta.get_field(name).to_python(value))
+        setattr(run, name, cast(Field, Run._meta.get_field(name)).to_python(value))
     return run
 
 

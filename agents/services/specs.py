@@ -41,44 +41,33 @@ def agent_spec_build(*, agent: AgentDefinition, question: str = "", user_id: int
     prompt_version: int | None = None
     ab_variant: str | None = None
     if agent.system_prompt_name:
+        from prompts.selectors import render_prompt
+
         try:
-            from prompts.selectors import render_prompt
-        except ImportError:
-            render_prompt = None
-        if render_prompt is None:
+            variables = {
+                "agent_name": agent.name,
+                "assistant_name": agent.name,
+                "agent_slug": agent.slug,
+                "tools": list(agent.tools or []),
+                "question": question,
+                **(agent.parameters or {}).get("prompt_variables", {}),
+            }
+            readers = prompt_readers(owner_id=agent.owner_id, team_id=agent.team_id, caller_id=user_id)
+            rendered = render_prompt(
+                agent.system_prompt_name, variables, label=agent.system_prompt_label or None, readers=readers
+            )
+        except PlatformError as exc:
             if not system:
-                raise PlatformError(
-                    f"Agent {agent.slug!r} uses stored prompt {agent.system_prompt_name!r}, but the prompt store is "
-                    "not available.",
-                    code="PROMPT_NOT_FOUND",
-                    field="system_prompt_name",
-                )
+                if exc.code == "PROMPT_NOT_FOUND":
+                    exc.details.setdefault("field", "system_prompt_name")
+                raise
+            logger.warning("agent %s: stored prompt unavailable (%s); using inline text", agent.slug, exc.code)
         else:
-            try:
-                variables = {
-                    "agent_name": agent.name,
-                    "assistant_name": agent.name,
-                    "agent_slug": agent.slug,
-                    "tools": list(agent.tools or []),
-                    "question": question,
-                    **(agent.parameters or {}).get("prompt_variables", {}),
-                }
-                readers = prompt_readers(owner_id=agent.owner_id, team_id=agent.team_id, caller_id=user_id)
-                rendered = render_prompt(
-                    agent.system_prompt_name, variables, label=agent.system_prompt_label or None, readers=readers
-                )
-            except PlatformError as exc:
-                if not system:
-                    if exc.code == "PROMPT_NOT_FOUND":
-                        exc.details.setdefault("field", "system_prompt_name")
-                    raise
-                logger.warning("agent %s: stored prompt unavailable (%s); using inline text", agent.slug, exc.code)
-            else:
-                system = _rendered_text(rendered)
-                prompt_name, prompt_version = rendered.name, rendered.version
-                ab_variant = getattr(rendered, "ab_variant", None)
-                endpoint = endpoint or getattr(rendered, "model_endpoint", None) or ""
-                params = {**(getattr(rendered, "params", None) or {}), **params}
+            system = _rendered_text(rendered)
+            prompt_name, prompt_version = rendered.name, rendered.version
+            ab_variant = getattr(rendered, "ab_variant", None)
+            endpoint = endpoint or getattr(rendered, "model_endpoint", None) or ""
+            params = {**(getattr(rendered, "params", None) or {}), **params}
     return AgentSpec(
         id=agent.id,
         slug=agent.slug,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -24,8 +25,8 @@ _BINARY = {
     ast.Mod: operator.mod,
     ast.Pow: operator.pow,
 }
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_FUNCTIONS = {
+_UNARY: dict[type, Callable[[Any], Any]] = {ast.UAdd: operator.pos, ast.USub: operator.neg}
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sqrt": math.sqrt,
     "abs": abs,
     "round": round,
@@ -143,7 +144,8 @@ def _render_prompt(
         raise ToolError("the prompt store is not available") from None
     from agents.models import AgentDefinition
 
-    agent = AgentDefinition.objects.filter(slug=context.agent_slug).values("owner_id", "team_id").first() or {}
+    found = AgentDefinition.objects.filter(slug=context.agent_slug).values("owner_id", "team_id").first()
+    agent: dict[str, Any] = dict(found) if found else {}
     readers = PromptReaders.of(user_ids=(context.user_id, agent.get("owner_id")), team_ids=(agent.get("team_id"),))
     rendered = render_prompt(name, variables, label=label, version=version, readers=readers)
     return {

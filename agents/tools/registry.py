@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import inspect
 import json
 import threading
@@ -53,10 +54,10 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return sorted(self._tools)
 
-    def list(self) -> list[type[Tool]]:
+    def list(self) -> builtins.list[type[Tool]]:
         return [self._tools[name] for name in self.names()]
 
-    def specs(self, names: list[str]) -> list[dict[str, Any]]:
+    def specs(self, names: builtins.list[str]) -> builtins.list[dict[str, Any]]:
         return [self.get(name).spec() for name in names]
 
 

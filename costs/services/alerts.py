@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -48,7 +49,7 @@ def budget_alerts_check(*, budget_ids: list[int]) -> list[BudgetAlert]:
         from costs.tasks import send_budget_alert
 
         for alert in created:
-            transaction.on_commit(lambda alert_id=alert.pk: send_budget_alert.delay(alert_id))
+            transaction.on_commit(partial(send_budget_alert.delay, alert.pk))
     return created
 
 

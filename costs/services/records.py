@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connections, router, transaction
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.utils import timezone
 
 from agent_platform.observability.hooks import LLMCallEstimate, LLMCallRecord
@@ -236,7 +236,7 @@ def _insert_new(records: list[CostRecord]) -> set[str]:
     inserted: set[str] = set()
     for i in range(0, len(records), batch):
         query = InsertQuery(CostRecord, on_conflict=OnConflict.IGNORE)
-        query.insert_values(fields, records[i : i + batch])
+        query.insert_values(fields, list[Model](records[i : i + batch]))
         rows = query.get_compiler(using=using).execute_sql(returning_fields=[attempt_field])
         inserted.update(row[0] for row in rows if row is not None)  # one row skipped: Django gives None
     return inserted

@@ -25,13 +25,10 @@ class Command(BaseCommand):
             self.stdout.write(f"Demo API key (shown once): {issued.raw_key}")
         else:
             self.stdout.write(f"Demo user {DEMO_USERNAME!r} already exists; no new API key issued.")
-        try:
-            from prompts.services import demo_prompts_load
-        except ImportError:
-            demo_prompts_load = None
-        if demo_prompts_load is not None:
-            prompts = demo_prompts_load()
-            self.stdout.write(f"Demo prompts: {', '.join(p.name for p in prompts)}")
+        from prompts.services import demo_prompts_load
+
+        prompts = demo_prompts_load()
+        self.stdout.write(f"Demo prompts: {', '.join(p.name for p in prompts)}")
         from agents.services import demo_agents_load
 
         agents = demo_agents_load()
